@@ -1,0 +1,162 @@
+"""Learning benchmark: success rate and return against env steps, several seeds per config.
+
+Runs each (config, seed) as a subprocess of the training script, one at a time, and writes the
+per-iteration curve to benchmarks/results/learning/<config>__seed<k>.csv as it comes. A run whose
+CSV ends with its final evaluation is skipped, so the launcher can be stopped and restarted and
+work accumulates across sessions. `--plot` only (re)draws the summary table and the PNG plot.
+
+    python benchmarks/learning_runs.py --configs mappo --seeds 1 2 3         # run (and plot)
+    python benchmarks/learning_runs.py --plot                                  # summary + plot only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "benchmarks", "results", "learning")
+CONFIGS = {
+    "mappo": ["mappo_mapush.py"],
+    "happo_prod": ["happo_mapush.py", "--action-aggregation", "prod"],
+    "happo_mean": ["happo_mapush.py", "--action-aggregation", "mean"],
+    "happo_mappo_hparams_prod": ["happo_mapush.py", "--mappo-hparams", "--action-aggregation", "prod"],
+}
+ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
+EVAL_LINE = re.compile(r"evaluation on (\d+) envs: (\{.*\})")
+
+
+def csv_path(config: str, seed: int) -> str:
+    return os.path.join(OUT, f"{config}__seed{seed}.csv")
+
+
+def finished(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return any(line.startswith("eval,") for line in f)
+
+
+def run(config: str, seed: int, total_timesteps: int, extra) -> None:
+    path = csv_path(config, seed)
+    if finished(path):
+        print(f"skip {config} seed {seed}: finished ({path})")
+        return
+    cmd = [sys.executable, "-u"] + CONFIGS[config] + ["--seed", str(seed), "--total-timesteps", str(total_timesteps)]
+    cmd += ["--save-model", "--exp-name", config] + list(extra)
+    print("run:", " ".join(cmd), flush=True)
+    os.makedirs(OUT, exist_ok=True)
+    start = time.time()
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s"])
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            m = ITER_LINE.search(line)
+            if m:
+                step, sps, episodes, success, ret = m.groups()
+                out.writerow(
+                    ["train", step, sps, episodes or 0, success or "", ret or "", f"{time.time() - start:.0f}"]
+                )
+                f.flush()
+                continue
+            m = EVAL_LINE.search(line)
+            if m:
+                metrics = eval(m.group(2), {"__builtins__": {}})  # a dict of floats printed by the script
+                out.writerow(["eval", total_timesteps, "", m.group(1), metrics["success_rate"], "", ""])
+                out.writerow(["eval_finish_time_s", total_timesteps, "", "", metrics["finish_time_s"], "", ""])
+                out.writerow(["eval_collaboration", total_timesteps, "", "", metrics["collaboration_degree"], "", ""])
+                f.flush()
+            elif "Error" in line or "Traceback" in line:
+                print(line, end="")
+        proc.wait()
+    if proc.returncode != 0:
+        os.replace(path, path + ".failed")
+        print(f"{config} seed {seed} failed with exit code {proc.returncode}; log kept as {path}.failed")
+
+
+def load(path: str):
+    rows = list(csv.DictReader(open(path)))
+    train = [r for r in rows if r["kind"] == "train"]
+    final = {r["kind"]: float(r["success_rate"]) for r in rows if r["kind"].startswith("eval")}
+    return train, final
+
+
+def summarise() -> None:
+    paths = sorted(glob.glob(os.path.join(OUT, "*__seed*.csv")))
+    if not paths:
+        print("no results yet")
+        return
+    lines = ["# Learning runs (torch backend)", "", "| config | seed | env steps | train success (last 10 it.) "]
+    lines[-1] += "| eval success | finish time (s) | collaboration | SPS | wall (min) |"
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    curves = {}
+    for path in paths:
+        config, seed = os.path.basename(path)[:-4].split("__seed")
+        train, final = load(path)
+        if not train:
+            continue
+        tail = [float(r["success_rate"]) for r in train[-10:] if r["success_rate"]]
+        tail_mean = sum(tail) / len(tail) if tail else float("nan")
+        ev = final.get("eval")
+        lines.append(
+            f"| {config} | {seed} | {int(train[-1]['global_step']):,} | {tail_mean:.3f} | "
+            + (f"{ev:.3f}" if ev is not None else "running")
+            + f" | {final.get('eval_finish_time_s', float('nan')):.1f} | {final.get('eval_collaboration', float('nan')):.2f}"
+            + f" | {train[-1]['sps']} | {float(train[-1]['wall_s']) / 60:.0f} |"
+        )
+        curves.setdefault(config, []).append((seed, train))
+    with open(os.path.join(OUT, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = dict(zip(CONFIGS, ["tab:blue", "tab:red", "tab:green", "tab:purple"]))
+    for config, runs in curves.items():
+        for k, (_seed, train) in enumerate(runs):
+            steps = [int(r["global_step"]) / 1e6 for r in train if r["success_rate"]]
+            for ax, key in zip(axes, ["success_rate", "episodic_return"]):
+                ys = [float(r[key]) for r in train if r["success_rate"]]
+                ys = [sum(ys[max(0, i - 9) : i + 1]) / len(ys[max(0, i - 9) : i + 1]) for i in range(len(ys))]
+                ax.plot(steps, ys, color=colours.get(config), alpha=0.8, label=config if k == 0 else None)
+    axes[0].set_ylabel("training success rate (10-iteration mean)")
+    axes[1].set_ylabel("episodic return per agent (10-iteration mean)")
+    for ax in axes:
+        ax.set_xlabel("env steps (millions)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(OUT, "learning_curves.png"), dpi=100)
+    print(f"wrote {os.path.join(OUT, 'learning_curves.png')}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["mappo"], choices=sorted(CONFIGS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--total-timesteps", type=int, default=20_000_000)
+    parser.add_argument("--plot", action="store_true", help="only write the summary and the plot")
+    parser.add_argument("extra", nargs="*", help="extra flags passed to the script, after --")
+    args = parser.parse_args()
+    if not args.plot:
+        for seed in args.seeds:  # seed-major: a partial sweep still covers every config
+            for config in args.configs:
+                run(config, seed, args.total_timesteps, args.extra)
+    summarise()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The cuboid-push task of MAPush behind one API, with two backends.
+
+- "torch": a batched pure-PyTorch surrogate (envs/cuboid_push.py), CPU or CUDA, no simulator.
+- "isaacgym": MAPush's own go1push_mid task in Isaac Gym (envs/isaacgym_push.py), when the
+  `isaacgym` package and MAPush's `mqe` package can be imported and a CUDA device is used.
+
+Isaac Gym refuses to load once torch has been imported, so this package tries `import isaacgym`
+before importing anything that imports torch, and the training scripts import `envs` before torch.
+Without Isaac Gym installed this silently falls back to the torch backend.
+"""
+
+from __future__ import annotations
+
+try:  # must run before torch is imported anywhere in the process
+    import isaacgym  # noqa: F401
+
+    ISAACGYM_IMPORT_ERROR = None
+except Exception as err:  # ImportError, or a broken install (e.g. libpython3.8 not found)
+    isaacgym = None
+    ISAACGYM_IMPORT_ERROR = err
+
+from envs.cuboid_push import REWARD_TERMS, STATE_LAYOUT, CuboidPushEnv, TaskConfig  # noqa: E402
+
+BACKENDS = ("auto", "torch", "isaacgym")
+
+__all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "make_env", "resolve_backend"]
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """Name of the backend that make_env will use: "auto" picks Isaac Gym only when it can run."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    if isaacgym is None or not str(device).startswith("cuda"):
+        return "torch"
+    from envs.isaacgym_push import mapush_available
+
+    return "isaacgym" if mapush_available() else "torch"
+
+
+def make_env(num_envs: int, device: str = "cpu", seed: int = 0, backend: str = "auto", **task_options):
+    """Create `num_envs` batched cuboid-push environments on `device`.
+
+    backend: "auto" (Isaac Gym if importable, MAPush found and device is CUDA; else torch),
+    "torch" or "isaacgym". task_options: fields of envs.TaskConfig (torch backend) or of the
+    Isaac Gym adapter; unknown names raise ValueError.
+    """
+    name = resolve_backend(backend, device)
+    if name == "torch":
+        return CuboidPushEnv(num_envs, device=device, seed=seed, **task_options)
+    from envs.isaacgym_push import IsaacGymPushEnv
+
+    return IsaacGymPushEnv(num_envs, device=device, seed=seed, **task_options)
