@@ -98,6 +98,10 @@ class Args:
     """multiplies every reward before learning (logged returns stay unscaled)"""
     bootstrap_timeouts: bool = True
     """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
+    collision_scale: float = -0.0025
+    """scale of MAPush's robot-robot proximity penalty (the HARL fork uses -0.0008)"""
+    team_reward: bool = False
+    """give both agents r0 + r1, as the HARL fork's MAPush wrapper does"""
 
     # to be filled in runtime
     batch_size: int = 0
@@ -235,10 +239,6 @@ def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta
     return loss.mean()
 
 
-def grad_norm(params) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-
-
 @torch.no_grad()
 def evaluate(
     actors: nn.ModuleList,
@@ -338,7 +338,8 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # env setup
-    env_options = {"max_episode_steps": args.max_episode_steps}
+    env_options = {"max_episode_steps": args.max_episode_steps, "team_reward": args.team_reward}
+    env_options["collision_punishment_scale"] = args.collision_scale
     if args.compile_env and backend == "torch":
         env_options["compile"] = True
     env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)

@@ -1,12 +1,311 @@
-"""Isaac Gym backend (placeholder until the adapter lands)."""
+"""Isaac Gym backend: MAPush's own go1push_mid cuboid task behind the torch backend's API.
+
+Needs Isaac Gym Preview 4 (`import isaacgym`), MAPush's `mqe` package and a CUDA device. MAPush is
+found as an installed `mqe` package, or through the MAPUSH_ROOT environment variable (the root of a
+MAPush checkout, which holds `mqe/` and `task/`). See the README, "Running on the real robots task".
+
+What differs from the torch backend, because of how MAPush works:
+- MAPush resets ended environments inside its step and returns the next episode's first
+  observation; it exposes no terminal observation. `info["final_obs"]` / `info["final_state"]`
+  therefore hold the last observation and state *before* the ending step (one 0.02 s step early).
+  The scripts bootstrap time-limit truncations with V(final_state), i.e. with the value one step
+  before the time limit: a small bias, far smaller than treating timeouts as terminal.
+- Time-outs are told apart from terminations with MAPush's episode-length counter, read before the
+  step: an env that ends on the step where its counter passes the limit, without success, was
+  truncated. Success is MAPush's `finished_buf`; every other ending is a failure (exception).
+- The dense reward terms follow MAPush's quirk of being computed on post-reset states on reset
+  steps (see mapush_env_spec section 1.7); the torch backend fixes that, this one cannot.
+- Robot velocities in the state are finite differences of base positions and yaws over one step
+  (zero on the first step of an episode), in the same frame and units as the torch backend.
+"""
 
 from __future__ import annotations
 
+import importlib
+import math
+import os
+import sys
+from types import SimpleNamespace
+from typing import Optional, Tuple
+
+import torch
+
+from envs.cuboid_push import BOX_HALF, REWARD_TERMS, STATE_LAYOUT
+
+# MAPush's names for the reward terms (its wrapper's reward_buffer keys), in REWARD_TERMS order.
+MAPUSH_REWARD_KEYS = (
+    "distance_to_target_reward",
+    "approach_to_box_reward",
+    "collision_punishment",
+    "push_reward",
+    "ocb_reward",
+    "reach_target_reward",
+    "exception_punishment",
+)
+INSTALL_HELP = (
+    "The Isaac Gym backend needs (1) Isaac Gym Preview 4 from NVIDIA (pip install -e isaacgym/python, "
+    "Python 3.8), (2) MAPush (git clone https://github.com/collaborative-mapush/MAPush; pip install -e .), "
+    "or MAPUSH_ROOT=/path/to/MAPush, and (3) a CUDA device. See README, 'Running on the real robots task'. "
+    "Without them use --backend torch (the default surrogate)."
+)
+
+
+def _import_mqe():
+    """Import MAPush's `mqe`, from the installed package or from $MAPUSH_ROOT."""
+    try:
+        return importlib.import_module("mqe.envs.utils")
+    except ImportError:
+        root = os.environ.get("MAPUSH_ROOT")
+        if not root:
+            raise
+        if root not in sys.path:
+            sys.path.insert(0, root)  # MAPush's scripts import `mqe` and `task` from its root
+        return importlib.import_module("mqe.envs.utils")
+
 
 def mapush_available() -> bool:
-    return False
+    """True when Isaac Gym is loaded and MAPush's mqe package can be imported."""
+    import envs
+
+    if envs.isaacgym is None:
+        return False
+    try:
+        _import_mqe()
+    except Exception:
+        return False
+    return True
+
+
+def require_isaacgym(device: str) -> None:
+    """Fail fast, naming what is missing, when the Isaac Gym backend cannot run here."""
+    import envs
+
+    if envs.isaacgym is None:
+        raise RuntimeError(f"Isaac Gym could not be imported ({envs.ISAACGYM_IMPORT_ERROR!r}). {INSTALL_HELP}")
+    try:
+        _import_mqe()
+    except Exception as err:
+        raise RuntimeError(f"MAPush's mqe package could not be imported ({err!r}). {INSTALL_HELP}") from err
+    if not str(device).startswith("cuda"):
+        raise RuntimeError(f"the Isaac Gym backend runs on CUDA only, got device {device!r}. {INSTALL_HELP}")
+
+
+def quaternion_yaw(quat: torch.Tensor) -> torch.Tensor:
+    """Yaw of (x, y, z, w) quaternions (Isaac Gym's order)."""
+    x, y, z, w = quat.unbind(-1)
+    return torch.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def mqe_args(num_envs: int, seed: int, device: str, headless: bool):
+    """The argument namespace that MAPush's make_mqe_env expects (as its HARL adapter builds it)."""
+    gymapi = importlib.import_module("isaacgym.gymapi")
+    return SimpleNamespace(
+        task="go1push_mid",
+        num_envs=num_envs,
+        seed=seed,
+        headless=headless,
+        record_video=False,
+        rl_device=device,
+        sim_device=device,
+        device="cuda",
+        compute_device_id=torch.device(device).index or 0,
+        sim_device_type="cuda",
+        use_gpu_pipeline=True,
+        physics_engine=gymapi.SIM_PHYSX,
+        use_gpu=True,
+        subscenes=0,
+        num_threads=0,
+    )
 
 
 class IsaacGymPushEnv:
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError("the Isaac Gym backend is not implemented yet")
+    """MAPush's go1push_mid task (2 Go1 robots, cuboid) with the API of envs.CuboidPushEnv."""
+
+    num_agents = 2
+    obs_dim = 8
+    state_dim = len(STATE_LAYOUT)
+    action_dim = 3
+    reward_terms = REWARD_TERMS
+    state_layout = STATE_LAYOUT
+    backend = "isaacgym"
+
+    def __init__(
+        self,
+        num_envs: int,
+        device: str = "cuda:0",
+        seed: int = 0,
+        check_finite: Optional[bool] = None,
+        max_episode_steps: Optional[int] = None,
+        team_reward: bool = False,
+        collision_punishment_scale: Optional[float] = None,
+        headless: bool = True,
+        **unknown,
+    ):
+        if unknown:
+            accepted = ["max_episode_steps", "team_reward", "collision_punishment_scale", "headless", "check_finite"]
+            raise ValueError(f"unknown option(s) {sorted(unknown)} for the Isaac Gym backend; accepted: {accepted}")
+        require_isaacgym(device)
+        utils = _import_mqe()
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.check_finite = bool(check_finite)  # a host sync per step: off unless asked for
+        self.team_reward = team_reward
+        args = mqe_args(self.num_envs, seed, device, headless)
+        self.env, self.env_cfg = utils.make_mqe_env("go1push_mid", args, custom_cfg=utils.custom_cfg(args))
+        if self.env.num_agents != self.num_agents:
+            raise RuntimeError(f"expected MAPush's 2-robot task, got {self.env.num_agents} agents")
+        base = self.env.env
+        if max_episode_steps is not None:  # MAPush counts steps; its limit is episode_length_s / 0.02
+            base.max_episode_length = int(max_episode_steps)
+        self.max_episode_steps = int(base.max_episode_length)
+        if collision_punishment_scale is not None:
+            self.env.collision_punishment_scale = float(collision_punishment_scale)
+        E = self.num_envs
+        self.episode_length = torch.zeros(E, dtype=torch.long, device=self.device)
+        self.episode_return = torch.zeros(E, 2, device=self.device)
+        self._spawn_xy = torch.zeros(E, 2, device=self.device)  # box position at episode start
+        self._last_pose = None  # robots' (x, y, yaw) at the previous step, for velocities
+        self._last_obs = self._last_state = None
+        self._last_terms = None
+
+    # --- reading MAPush's buffers -------------------------------------------------------------
+    def _poses(self):
+        """Box xy, yaw, velocity (E, 2+1+3); target xy (E, 2); robots x, y, yaw (E, 2, 3)."""
+        E = self.num_envs
+        npc = self.env.root_states_npc.reshape(E, self.env.num_npcs, -1)
+        origin = self.env.env.env_origins[:, :2]
+        box_xy = npc[:, 0, :2] - origin
+        box = torch.cat((box_xy, quaternion_yaw(npc[:, 0, 3:7])[:, None], npc[:, 0, 7:9], npc[:, 0, 12:13]), 1)
+        target_xy = npc[:, 1, :2] - origin
+        obs_buf = self.env.env.obs_buf
+        pos = obs_buf.base_pos.reshape(E, 2, 3)[..., :2]  # already relative to the env origin
+        yaw = obs_buf.base_rpy.reshape(E, 2, 3)[..., 2]
+        robots = torch.cat((pos, yaw[..., None]), -1)
+        return box, target_xy, robots
+
+    def _state(self, box, target_xy, robots, fresh: torch.Tensor) -> torch.Tensor:
+        """The 23-D state of STATE_LAYOUT, in a frame centred on the box's spawn point."""
+        if self._last_pose is None:
+            vel = torch.zeros_like(robots)
+        else:
+            vel = (robots - self._last_pose) / 0.02
+            vel[..., 2] = torch.remainder(robots[..., 2] - self._last_pose[..., 2] + math.pi, 2 * math.pi) - math.pi
+            vel[..., 2] /= 0.02
+            vel = vel * (~fresh).float()[:, None, None]  # no velocity across an episode reset
+        self._last_pose = robots.clone()
+        o = self._spawn_xy
+        yaw = robots[..., 2]
+        per_robot = torch.stack(
+            (
+                robots[..., 0] - o[:, None, 0],
+                robots[..., 1] - o[:, None, 1],
+                torch.cos(yaw),
+                torch.sin(yaw),
+                vel[..., 0],
+                vel[..., 1],
+                vel[..., 2],
+            ),
+            -1,
+        )
+        return torch.cat(
+            (
+                box[:, 0:2] - o,
+                torch.cos(box[:, 2:3]),
+                torch.sin(box[:, 2:3]),
+                box[:, 3:6],
+                target_xy - o,
+                per_robot.reshape(self.num_envs, 14),
+            ),
+            1,
+        )
+
+    def _reward_term_means(self) -> torch.Tensor:
+        """Per-step means of MAPush's reward terms, from its cumulative reward_buffer."""
+        buf = getattr(self.env, "reward_buffer", None)
+        if not buf:
+            return torch.zeros(len(REWARD_TERMS), device=self.device)
+        now = torch.tensor([float(buf.get(k, 0.0)) for k in MAPUSH_REWARD_KEYS], device=self.device)
+        delta = now if self._last_terms is None else now - self._last_terms
+        self._last_terms = now
+        return delta / (self.num_envs * self.num_agents)
+
+    # --- API ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        obs = self.env.reset().to(self.device, torch.float32)
+        box, target_xy, robots = self._poses()
+        self._spawn_xy = box[:, 0:2].clone()
+        self._last_pose = None
+        self.episode_length.zero_()
+        self.episode_return.zero_()
+        state = self._state(box, target_xy, robots, torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        self._last_obs, self._last_state = obs, state
+        return obs, state
+
+    def _validate(self, actions: torch.Tensor) -> None:
+        expected = (self.num_envs, self.num_agents, self.action_dim)
+        if not isinstance(actions, torch.Tensor):
+            raise ValueError(f"actions must be a torch.Tensor of shape {expected}, got {type(actions).__name__}")
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape {expected} (envs, agents, 3), got {tuple(actions.shape)}")
+        if actions.dtype != torch.float32:
+            raise ValueError(f"actions must be float32, got {actions.dtype}")
+        if actions.device != self.device:
+            raise ValueError(f"actions are on {actions.device}, the environment is on {self.device}")
+        if self.check_finite and not bool(torch.isfinite(actions).all()):
+            raise ValueError("actions contain NaN or inf")
+
+    @torch.no_grad()
+    def step(self, actions: torch.Tensor):
+        self._validate(actions)
+        base = self.env.env
+        counter_before = base.episode_length_buf.clone()
+        # MAPush's wrapper clips to [-1, 1] and scales by 0.5 itself (the HARL path).
+        obs, reward, done, _ = self.env.step(actions)
+        obs = obs.to(self.device, torch.float32)
+        reward = reward.to(self.device, torch.float32).reshape(self.num_envs, self.num_agents)
+        done = done.to(self.device).reshape(self.num_envs).bool()
+        success = done & self.env.finished_buf.to(self.device).reshape(self.num_envs).bool()
+        truncated = done & ~success & (counter_before + 1 > self.max_episode_steps)
+        terminated = done & ~truncated
+        failure = terminated & ~success
+        if self.team_reward:
+            reward = reward.sum(1, keepdim=True).expand(-1, 2).contiguous()
+
+        self.episode_length += 1
+        self.episode_return += reward
+        box, target_xy, robots = self._poses()
+        near = (torch.linalg.vector_norm(robots[..., :2] - box[:, None, 0:2], dim=-1) < 1.0).all(1)
+        info = {
+            "final_obs": self._last_obs,  # one step before the end: MAPush has no terminal obs
+            "final_state": self._last_state,
+            "success": success,
+            "failure": failure,
+            "episode_return": self.episode_return.clone(),
+            "episode_length": self.episode_length.clone(),
+            "reward_terms": self._reward_term_means(),
+            "robots_near_box": near,
+        }
+        self.episode_length.mul_(~done)
+        self.episode_return.mul_((~done).float()[:, None])
+        self._spawn_xy = torch.where(done[:, None], box[:, 0:2], self._spawn_xy)
+        state = self._state(box, target_xy, robots, done)
+        self._last_obs, self._last_state = obs, state
+        return obs, state, reward, terminated, truncated, info
+
+    def render(self, env_index: int = 0, size: int = 480):
+        """Top view of one environment (same drawing as the torch backend). Needs Pillow."""
+        from envs.render import draw_top_view
+
+        box, target_xy, robots = self._poses()
+        i, o = int(env_index), self._spawn_xy[int(env_index)]
+        return draw_top_view(
+            box_xy=(box[i, 0:2] - o).tolist(),
+            box_yaw=box[i, 2].item(),
+            box_half=BOX_HALF,
+            target_xy=(target_xy[i] - o).tolist(),
+            success_radius=1.0,
+            robots_xy=(robots[i, :, :2] - o).tolist(),
+            robots_yaw=robots[i, :, 2].tolist(),
+            size=size,
+        )

@@ -1,0 +1,634 @@
+# HAPPO for MAPush's two-robot cuboid push, single file. Docs: docs/happo_mapush.md
+# Isaac Gym must be imported before torch: `envs` tries `import isaacgym` first, so import it first.
+import envs  # noqa: I001  (keep first)
+
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from torch.distributions.normal import Normal
+from torch.utils.tensorboard import SummaryWriter
+
+try:
+    from typing import Literal
+except ImportError:  # Python < 3.8
+    from typing_extensions import Literal
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environment)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = True
+    """if toggled, cuda will be used when available"""
+    capture_video: bool = False
+    """if toggled, a GIF of one evaluation episode is written next to the checkpoint"""
+    save_model: bool = False
+    """if toggled, the trained model is saved to runs/{run_name}/ and evaluated"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved model: evaluate it (deterministic actions) and exit, no training"""
+    eval_envs: int = 300
+    """number of environments for evaluation; the first episode of each counts (MAPush: 300)"""
+    backend: Literal["auto", "torch", "isaacgym"] = "auto"
+    """environment backend: torch surrogate, Isaac Gym (MAPush), or auto (Isaac Gym if usable)"""
+    compile_env: bool = False
+    """torch backend only: run the env step through torch.compile (faster after ~1 min compile)"""
+    max_episode_steps: int = 1000
+    """episode time limit in env steps (MAPush: 1000 = 20 s); lower it only for quick tests"""
+
+    # Algorithm specific arguments
+    total_timesteps: int = 20_000_000
+    """total environment steps (each step moves all agents of one env)"""
+    num_envs: int = 512
+    """number of parallel environments (MAPush / HARL: 500)"""
+    num_steps: int = 64
+    """steps per environment per rollout (MAPush / HARL: 200)"""
+    actor_lr: float = 1e-3
+    """learning rate of the actors"""
+    critic_lr: float = 1e-3
+    """learning rate of the critic"""
+    anneal_lr: bool = False
+    """linearly decay both learning rates to 0"""
+    gamma: float = 0.97
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalised advantage estimation"""
+    num_minibatches: int = 2
+    """mini-batches per epoch (actors and critic)"""
+    update_epochs: int = 5
+    """PPO epochs of the actors per iteration"""
+    critic_epochs: int = 5
+    """epochs of the critic per iteration"""
+    norm_adv: bool = True
+    """normalise advantages once per iteration"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient (also clips the value change, in normalised units)"""
+    clip_vloss: bool = True
+    """clip the value loss as HARL does"""
+    huber_delta: float = 10.0
+    """delta of the Huber value loss"""
+    ent_coef: float = 0.03
+    """entropy bonus coefficient"""
+    vf_coef: float = 1.0
+    """value loss coefficient (the critic has its own optimiser, so this only rescales)"""
+    max_grad_norm: float = 10.0
+    """gradient norm clip, per network"""
+    hidden_sizes: Tuple[int, ...] = (256, 256)
+    """hidden layer widths of actor and critic"""
+    fixed_order: bool = False
+    """update agents in the order 0, 1, ... every iteration instead of a fresh random order"""
+    action_aggregation: Literal["prod", "mean"] = "prod"
+    """how per-dimension probability ratios form the importance weight and the factor: product or mean"""
+    factor_clip: Optional[Tuple[float, float]] = None
+    """clip the HAPPO factor M into [low, high] where it enters the loss (off in HARL)"""
+    use_valuenorm: bool = True
+    """normalise value targets with running statistics (HARL's ValueNorm)"""
+    critic_reward: Literal["sum", "mean"] = "sum"
+    """reward the centralised critic learns: the agents' rewards summed (HARL MAPush) or averaged"""
+    reward_scale: float = 1.0
+    """multiplies every reward before learning (logged returns stay unscaled)"""
+    bootstrap_timeouts: bool = True
+    """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
+    collision_scale: float = -0.0025
+    """scale of MAPush's robot-robot proximity penalty (the HARL fork uses -0.0008)"""
+    team_reward: bool = False
+    """give both agents r0 + r1, as the HARL fork's MAPush wrapper does"""
+
+    # to be filled in runtime
+    batch_size: int = 0
+    """environment steps per iteration (num_envs * num_steps)"""
+    minibatch_size: int = 0
+    """environment steps per mini-batch"""
+    num_iterations: int = 0
+    """number of iterations (total_timesteps // batch_size)"""
+
+
+def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, hidden_sizes: Tuple[int, ...]) -> nn.Sequential:
+    """HARL's MLPBase: LayerNorm on the input, then Linear -> ReLU -> LayerNorm blocks."""
+    layers = [nn.LayerNorm(in_dim)]
+    for size in hidden_sizes:
+        layers += [layer_init(nn.Linear(in_dim, size)), nn.ReLU(), nn.LayerNorm(size)]
+        in_dim = size
+    return nn.Sequential(*layers)
+
+
+class Actor(nn.Module):
+    """Diagonal Gaussian policy: unbounded mean, state-independent std = 0.5 * sigmoid(theta)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Tuple[int, ...]):
+        super().__init__()
+        self.base = mlp(obs_dim, hidden_sizes)
+        self.mean = layer_init(nn.Linear(hidden_sizes[-1], action_dim), std=0.01)
+        self.std_theta = nn.Parameter(torch.ones(action_dim))  # initial std 0.5 * sigmoid(1) = 0.366
+
+    def forward(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.mean(self.base(obs)), 0.5 * torch.sigmoid(self.std_theta)
+
+
+def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
+    """Distribution over actions (..., A, action_dim) for observations (..., A, obs_dim)."""
+    if len(actors) == 1:  # parameter sharing: one network for every agent
+        mean, std = actors[0](obs)
+        return Normal(mean, std.expand_as(mean))
+    outs = [actor(obs[..., i, :]) for i, actor in enumerate(actors)]
+    mean = torch.stack([m for m, _ in outs], dim=-2)
+    std = torch.stack([s for _, s in outs], dim=0)
+    return Normal(mean, std.expand_as(mean))
+
+
+class Critic(nn.Module):
+    """Centralised V(state), output in normalised units when ValueNorm is on."""
+
+    def __init__(self, state_dim: int, hidden_sizes: Tuple[int, ...]):
+        super().__init__()
+        self.base = mlp(state_dim, hidden_sizes)
+        self.value = layer_init(nn.Linear(hidden_sizes[-1], 1), std=1.0)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.value(self.base(state)).squeeze(-1)
+
+
+class ValueNorm(nn.Module):
+    """HARL's running normaliser of value targets: debiased EMAs of mean and mean square."""
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5, var_floor: float = 1e-2):
+        super().__init__()
+        self.beta, self.epsilon, self.var_floor = beta, epsilon, var_floor
+        self.register_buffer("running_mean", torch.zeros(()))
+        self.register_buffer("running_mean_sq", torch.zeros(()))
+        self.register_buffer("debiasing_term", torch.zeros(()))
+
+    def stats(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        denom = self.debiasing_term.clamp(min=self.epsilon)
+        mean, mean_sq = self.running_mean / denom, self.running_mean_sq / denom
+        return mean, (mean_sq - mean**2).clamp(min=self.var_floor)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        b = self.beta
+        self.running_mean.mul_(b).add_((1 - b) * x.mean())
+        self.running_mean_sq.mul_(b).add_((1 - b) * (x**2).mean())
+        self.debiasing_term.mul_(b).add_(1 - b)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = self.stats()
+        return (x - mean) / var.sqrt()
+
+    def denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        mean, var = self.stats()
+        return y * var.sqrt() + mean
+
+
+def compute_gae(rewards, values, next_value, dones, gamma: float, gae_lambda: float):
+    """GAE over (T, E) tensors; dones[t] = 1 if the episode ended at step t (terminal for GAE).
+
+    Truncated steps are ended here too: their bootstrap value gamma * V(final state) is already
+    added to rewards[t] by the rollout. Returns (advantages, returns = advantages + values).
+    """
+    advantages = torch.zeros_like(rewards)
+    last_gae = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        next_values = next_value if t == rewards.shape[0] - 1 else values[t + 1]
+        not_done = 1.0 - dones[t]
+        delta = rewards[t] + gamma * next_values * not_done - values[t]
+        last_gae = delta + gamma * gae_lambda * not_done * last_gae
+        advantages[t] = last_gae
+    return advantages, advantages + values
+
+
+def aggregate_ratio(logratio: torch.Tensor, how: str) -> torch.Tensor:
+    """Importance weight from per-dimension log-ratios (..., action_dim): joint (prod) or mean."""
+    if how == "prod":
+        return logratio.sum(-1).exp()
+    return logratio.exp().mean(-1)
+
+
+def clipped_policy_loss(ratio, advantages, clip_coef: float, factor):
+    """HAPPO's surrogate (to minimise): -mean(M * min(r A, clip(r) A)), with the factor M outside
+    the min and detached; also the fraction of samples whose ratio was clipped."""
+    surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages)
+    clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
+    return -(factor.detach() * surrogate).mean(), clipfrac
+
+
+def agent_order(num_agents: int, fixed_order: bool, generator: torch.Generator) -> List[int]:
+    """HAPPO's update order: a fresh random permutation every iteration, or 0, 1, ..."""
+    if fixed_order:
+        return list(range(num_agents))
+    return torch.randperm(num_agents, generator=generator).tolist()
+
+
+def update_factor(factor: torch.Tensor, logprob_new, logprob_old, how: str) -> torch.Tensor:
+    """M <- M * (aggregated new/old probability ratio of the agent just updated), per sample.
+
+    log-probs are per action dimension (B, action_dim); the result is detached (a constant for the
+    agents that follow)."""
+    with torch.no_grad():
+        return factor * aggregate_ratio(logprob_new - logprob_old, how)
+
+
+def happo_actor_update(
+    actor, optimizer, obs, actions, old_logprobs, advantages, factor, args
+) -> Dict[str, torch.Tensor]:
+    """One agent's PPO epochs with the HAPPO factor: loss = -mean(M * min(r A, clip(r) A)) - c_H H.
+
+    obs (B, obs_dim), actions and rollout-time old_logprobs (B, action_dim), advantages and the
+    detached factor M (B,). With M = 1 this is exactly a PPO update."""
+    B = obs.shape[0]
+    minibatch_size = B // args.num_minibatches
+    clipfracs, grad_norms = [], []
+    for _epoch in range(args.update_epochs):
+        b_inds = torch.randperm(B, device=obs.device)
+        for start in range(0, B - minibatch_size + 1, minibatch_size):
+            mb = b_inds[start : start + minibatch_size]
+            mean, std = actor(obs[mb])
+            dist = Normal(mean, std.expand_as(mean))
+            logratio = dist.log_prob(actions[mb]) - old_logprobs[mb]
+            ratio = aggregate_ratio(logratio, args.action_aggregation)
+            pg_loss, clipfrac = clipped_policy_loss(ratio, advantages[mb], args.clip_coef, factor[mb])
+            entropy = dist.entropy().sum(-1).mean()
+            optimizer.zero_grad()
+            (pg_loss - args.ent_coef * entropy).backward()
+            grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
+            optimizer.step()
+            clipfracs.append(clipfrac)
+            with torch.no_grad():
+                joint_logratio = logratio.sum(-1)
+    return {
+        "policy_loss": pg_loss.detach(),
+        "entropy": entropy.detach(),
+        "old_approx_kl": (-joint_logratio).mean(),
+        "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),
+        "clipfrac": torch.stack(clipfracs).mean(),
+        "grad_norm": torch.stack(grad_norms).mean(),
+    }
+
+
+def happo_update_actors(actors, optimizers, b_obs, b_actions, b_logprobs, b_advantages, order, args):
+    """Update the agents one after another in `order` (HAPPO's sequential scheme).
+
+    M starts at 1 for every sample; after agent i's PPO epochs, M *= aggregate(new_i / old_i), with
+    both log-probs evaluated on the whole batch just before and just after i's update. Returns the
+    per-agent stats, the factor each agent trained with (after --factor-clip), and the final M.
+    b_obs (B, A, obs_dim), b_actions and rollout-time b_logprobs (B, A, action_dim)."""
+    factor = torch.ones(b_obs.shape[0], device=b_obs.device)
+    agent_stats, factors_used = {}, {}
+    for i in order:
+        with torch.no_grad():  # agent i's log-probs on the whole batch, before its update
+            logprob_before = policy(actors[i : i + 1], b_obs[:, i : i + 1]).log_prob(b_actions[:, i : i + 1])[:, 0]
+        factors_used[i] = factor.clamp(*args.factor_clip) if args.factor_clip is not None else factor
+        agent_stats[i] = happo_actor_update(
+            actors[i],
+            optimizers[i],
+            b_obs[:, i],
+            b_actions[:, i],
+            b_logprobs[:, i],
+            b_advantages,
+            factors_used[i],
+            args,
+        )
+        with torch.no_grad():
+            logprob_after = policy(actors[i : i + 1], b_obs[:, i : i + 1]).log_prob(b_actions[:, i : i + 1])[:, 0]
+        factor = update_factor(factor, logprob_after, logprob_before, args.action_aggregation)
+    return agent_stats, factors_used, factor
+
+
+def factor_stats(factor: torch.Tensor, clip_coef: float) -> Dict[str, torch.Tensor]:
+    """Diagnostics of the factor an agent trained with."""
+    outside = ((factor < 1 - clip_coef) | (factor > 1 + clip_coef)).float().mean()
+    return {
+        "mean": factor.mean(),
+        "min": factor.min(),
+        "max": factor.max(),
+        "std": factor.std(),
+        "outside_clip": outside,
+    }
+
+
+def huber(error: torch.Tensor, delta: float) -> torch.Tensor:
+    abs_error = error.abs()
+    return torch.where(abs_error <= delta, 0.5 * error**2, delta * (abs_error - 0.5 * delta))
+
+
+def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta: float, clip_vloss: bool):
+    """HARL's value loss: Huber on (target - value), max with the clipped-value version."""
+    loss = huber(targets - new_values, huber_delta)
+    if clip_vloss:
+        clipped = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+        loss = torch.max(loss, huber(targets - clipped, huber_delta))
+    return loss.mean()
+
+
+@torch.no_grad()
+def evaluate(
+    actors: nn.ModuleList,
+    num_envs: int,
+    device: torch.device,
+    seed: int,
+    backend: str = "torch",
+    video_path: Optional[str] = None,
+    max_episode_steps: int = 1000,
+) -> Dict[str, float]:
+    """MAPush's "calculator" metrics with deterministic (mean) actions on the first episode of
+    every env: success rate, mean finish time (failures count 20 s), collaboration degree (share of
+    steps with both robots within 1 m of the box centre, over successful episodes)."""
+    env = envs.make_env(num_envs, device=str(device), seed=seed, backend=backend, max_episode_steps=max_episode_steps)
+    obs, _ = env.reset()
+    first_done = torch.zeros(num_envs, dtype=torch.bool, device=device)
+    success = torch.zeros(num_envs, dtype=torch.bool, device=device)
+    finish_step = torch.full((num_envs,), float(env.max_episode_steps), device=device)
+    near_steps = torch.zeros(num_envs, device=device)
+    steps = torch.zeros(num_envs, device=device)
+    frames = []
+    if video_path is not None and hasattr(env, "record_trails"):
+        env.record_trails()
+    for t in range(env.max_episode_steps + 1):
+        if video_path is not None and not bool(first_done[0]):
+            frames.append(env.render(0))
+        obs, _, _, terminated, truncated, info = env.step(policy(actors, obs).mean)
+        running = ~first_done
+        near_steps += (info["robots_near_box"] & running).float()
+        steps += running.float()
+        newly_done = running & (terminated | truncated)
+        success |= newly_done & info["success"]
+        finish_step = torch.where(newly_done & info["success"], torch.full_like(finish_step, t + 1.0), finish_step)
+        first_done |= newly_done
+        if bool(first_done.all()):
+            break
+    if frames:
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames[::2]]  # 25 frames per second of sim time
+        images[0].save(video_path, save_all=True, append_images=images[1:], duration=40, loop=0)
+    collab = (near_steps / steps.clamp(min=1))[success]
+    return {
+        "success_rate": success.float().mean().item(),
+        "finish_time_s": (finish_step * 0.02).mean().item(),
+        "collaboration_degree": collab.mean().item() if collab.numel() else 0.0,
+    }
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """Rebuild actors, critic and value normaliser from a checkpoint written by --save-model."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    saved = ckpt["args"]
+    hidden = tuple(saved["hidden_sizes"])
+    actors = nn.ModuleList([Actor(ckpt["obs_dim"], ckpt["action_dim"], hidden) for _ in range(len(ckpt["actors"]))]).to(
+        device
+    )
+    for actor, state in zip(actors, ckpt["actors"]):
+        actor.load_state_dict(state)
+    critic = Critic(ckpt["state_dim"], hidden).to(device)
+    critic.load_state_dict(ckpt["critic"])
+    value_norm = ValueNorm().to(device)
+    value_norm.load_state_dict(ckpt["value_norm"])
+    return actors.eval(), critic, value_norm, saved
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    args.batch_size = int(args.num_envs * args.num_steps)
+    args.minibatch_size = int(args.batch_size // args.num_minibatches)
+    args.num_iterations = args.total_timesteps // args.batch_size
+    if args.num_iterations < 1 or args.minibatch_size < 1:
+        raise ValueError(f"total_timesteps {args.total_timesteps} is smaller than one batch of {args.batch_size}")
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    if args.eval_checkpoint is not None:
+        actors, _, _, saved = load_checkpoint(args.eval_checkpoint, device)
+        video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
+        metrics = evaluate(
+            actors, args.eval_envs, device, args.seed + 10_000, args.backend, video, args.max_episode_steps
+        )
+        print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
+        raise SystemExit(0)
+
+    backend = envs.resolve_backend(args.backend, str(device))
+    run_name = f"mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text(
+        "hyperparameters",
+        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+    )
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    # env setup
+    env_options = {"max_episode_steps": args.max_episode_steps, "team_reward": args.team_reward}
+    env_options["collision_punishment_scale"] = args.collision_scale
+    if args.compile_env and backend == "torch":
+        env_options["compile"] = True
+    env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
+    A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
+
+    num_actors = A  # HAPPO: one actor per agent, never shared
+    actors = nn.ModuleList([Actor(obs_dim, action_dim, args.hidden_sizes) for _ in range(num_actors)]).to(device)
+    actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
+    critic = Critic(state_dim, args.hidden_sizes).to(device)
+    critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
+    value_norm = ValueNorm().to(device)
+    order_generator = torch.Generator().manual_seed(args.seed)  # update orders depend on the seed only
+
+    def denorm(v: torch.Tensor) -> torch.Tensor:
+        return value_norm.denormalize(v) if args.use_valuenorm else v
+
+    # ALGO Logic: Storage setup
+    T, E = args.num_steps, args.num_envs
+    obs_buf = torch.zeros((T, E, A, obs_dim), device=device)
+    states_buf = torch.zeros((T, E, state_dim), device=device)
+    actions_buf = torch.zeros((T, E, A, action_dim), device=device)
+    logprobs_buf = torch.zeros((T, E, A, action_dim), device=device)  # per dimension, as HARL
+    rewards_buf = torch.zeros((T, E), device=device)  # critic reward (scaled), + timeout bootstrap
+    dones_buf = torch.zeros((T, E), device=device)
+    values_buf = torch.zeros((T, E), device=device)  # critic output (normalised units)
+
+    # TRY NOT TO MODIFY: start the game
+    global_step = 0
+    start_time = time.time()
+    next_obs, next_state = env.reset()
+    term_names = list(env.reward_terms)
+
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            for opt in actor_optimizers:
+                opt.param_groups[0]["lr"] = frac * args.actor_lr
+            critic_optimizer.param_groups[0]["lr"] = frac * args.critic_lr
+
+        # Episode statistics, accumulated on the device and read once per iteration.
+        stats = torch.zeros(4, device=device)  # finished episodes, successes, return sum, length sum
+        term_sums = torch.zeros(len(term_names), device=device)
+        for step in range(T):
+            global_step += E
+            obs_buf[step] = next_obs
+            states_buf[step] = next_state
+
+            # ALGO LOGIC: action logic
+            with torch.no_grad():
+                dist = policy(actors, next_obs)
+                action = dist.sample()
+                logprobs_buf[step] = dist.log_prob(action)
+                values_buf[step] = critic(next_state)
+            actions_buf[step] = action
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, next_state, reward, terminated, truncated, info = env.step(action)
+            team = reward.sum(1) if args.critic_reward == "sum" else reward.mean(1)
+            team = team * args.reward_scale
+            done = terminated | truncated
+            if args.bootstrap_timeouts:  # a time limit is not a terminal state: add gamma * V(s_final)
+                with torch.no_grad():
+                    team = team + args.gamma * truncated.float() * denorm(critic(info["final_state"]))
+            rewards_buf[step] = team
+            dones_buf[step] = done.float()
+            done_f = done.float()
+            stats += torch.stack(
+                (
+                    done_f.sum(),
+                    (done & info["success"]).float().sum(),
+                    (info["episode_return"].mean(1) * done_f).sum(),
+                    (info["episode_length"].float() * done_f).sum(),
+                )
+            )
+            term_sums += info["reward_terms"]
+
+        # bootstrap value if not done
+        with torch.no_grad():
+            next_value = denorm(critic(next_state))
+            values_raw = denorm(values_buf)
+            advantages, returns = compute_gae(
+                rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda
+            )
+
+        # flatten the batch
+        B = T * E
+        b_obs = obs_buf.reshape(B, A, obs_dim)
+        b_states = states_buf.reshape(B, state_dim)
+        b_actions = actions_buf.reshape(B, A, action_dim)
+        b_logprobs = logprobs_buf.reshape(B, A, action_dim)
+        b_advantages = advantages.reshape(B)
+        b_returns = returns.reshape(B)
+        b_values = values_buf.reshape(B)
+        if args.norm_adv:  # once per iteration over the whole batch (HARL), not per mini-batch
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
+
+        # Optimizing the actors: one agent after another in a random order, each with the factor M
+        # = product of the already-updated agents' new/old probability ratios (HAPPO).
+        order = agent_order(A, args.fixed_order, order_generator)
+        agent_stats, factors_used, factor = happo_update_actors(
+            actors, actor_optimizers, b_obs, b_actions, b_logprobs, b_advantages, order, args
+        )
+        factor_logs = {}
+        for position, i in enumerate(order):
+            factor_logs[i] = factor_logs[f"position{position}"] = factor_stats(factors_used[i], args.clip_coef)
+
+        # Optimizing the critic, after the actors (its update does not change this batch's advantages).
+        if args.use_valuenorm:
+            value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
+        b_targets = value_norm.normalize(b_returns) if args.use_valuenorm else b_returns
+        critic_grad_norms = []
+        for _epoch in range(args.critic_epochs):
+            b_inds = torch.randperm(B, device=device)
+            for start in range(0, B - args.minibatch_size + 1, args.minibatch_size):
+                mb = b_inds[start : start + args.minibatch_size]
+                new_values = critic(b_states[mb])
+                v_loss = value_loss_fn(
+                    new_values, b_values[mb], b_targets[mb], args.clip_coef, args.huber_delta, args.clip_vloss
+                )
+                critic_optimizer.zero_grad()
+                (args.vf_coef * v_loss).backward()
+                critic_grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
+                critic_optimizer.step()
+
+        # TRY NOT TO MODIFY: record rewards for plotting purposes (one host sync per iteration)
+        with torch.no_grad():
+            y_pred, y_true = values_raw.reshape(B), b_returns
+            explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
+            std = torch.stack([0.5 * torch.sigmoid(a.std_theta) for a in actors]).mean()
+        agents_mean = {key: torch.stack([agent_stats[i][key] for i in range(A)]).mean() for key in agent_stats[0]}
+        logged = {
+            "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
+            "losses/value_loss": v_loss,
+            "losses/policy_loss": agents_mean["policy_loss"],
+            "losses/entropy": agents_mean["entropy"],
+            "losses/old_approx_kl": agents_mean["old_approx_kl"],
+            "losses/approx_kl": agents_mean["approx_kl"],
+            "losses/clipfrac": agents_mean["clipfrac"],
+            "losses/explained_variance": explained_var,
+            "losses/actor_grad_norm": agents_mean["grad_norm"],
+            "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
+            "charts/action_std": std,
+            "charts/value_norm_mean": value_norm.stats()[0],
+            "charts/first_agent": order[0],
+        }
+        for i in range(A):
+            for key, value in agent_stats[i].items():
+                logged[f"losses/agent{i}/{key}"] = value
+        for who, stats_of_factor in factor_logs.items():
+            for key, value in stats_of_factor.items():
+                logged[f"factor/{who if isinstance(who, str) else f'agent{who}'}/{key}"] = value
+        for key, value in factor_stats(factor, args.clip_coef).items():  # M after the last agent
+            logged[f"factor/final/{key}"] = value
+        for k, name in enumerate(term_names):
+            logged[f"rewards/{name}"] = term_sums[k] / T
+        scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
+        finished, successes, return_sum, length_sum = stats.tolist()
+        for key, value in zip(logged, scalars.tolist()):
+            writer.add_scalar(key, value, global_step)
+        sps = int(global_step / (time.time() - start_time))
+        writer.add_scalar("charts/SPS", sps, global_step)
+        line = f"iter {iteration}/{args.num_iterations} order={order} global_step={global_step} SPS={sps}"
+        if finished > 0:
+            writer.add_scalar("charts/episodic_return", return_sum / finished, global_step)
+            writer.add_scalar("charts/episodic_length", length_sum / finished, global_step)
+            writer.add_scalar("charts/success_rate", successes / finished, global_step)
+            line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
+        print(line, flush=True)
+
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+        torch.save(
+            {
+                "args": asdict(args),
+                "algo": "happo",
+                "obs_dim": obs_dim,
+                "state_dim": state_dim,
+                "action_dim": action_dim,
+                "actors": [actor.state_dict() for actor in actors],
+                "critic": critic.state_dict(),
+                "value_norm": value_norm.state_dict(),
+                "global_step": global_step,
+            },
+            model_path,
+        )
+        print(f"model saved to {model_path}")
+        video = f"runs/{run_name}/eval.gif" if args.capture_video else None
+        metrics = evaluate(
+            actors.eval(), args.eval_envs, device, args.seed + 10_000, backend, video, args.max_episode_steps
+        )
+        for key, value in metrics.items():
+            writer.add_scalar(f"eval/{key}", value, global_step)
+        print(f"evaluation on {args.eval_envs} envs: {metrics}")
+
+    writer.close()
