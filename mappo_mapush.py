@@ -539,12 +539,17 @@ if __name__ == "__main__":
             model_path,
         )
         print(f"model saved to {model_path}")
-        video = f"runs/{run_name}/eval.gif" if args.capture_video else None
-        metrics = evaluate(
-            actors.eval(), args.eval_envs, device, args.seed + 10_000, backend, video, args.max_episode_steps
-        )
-        for key, value in metrics.items():
-            writer.add_scalar(f"eval/{key}", value, global_step)
-        print(f"evaluation on {args.eval_envs} envs: {metrics}")
+        if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
+            print(
+                f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}"
+            )
+        else:
+            video = f"runs/{run_name}/eval.gif" if args.capture_video else None
+            metrics = evaluate(
+                actors.eval(), args.eval_envs, device, args.seed + 10_000, backend, video, args.max_episode_steps
+            )
+            for key, value in metrics.items():
+                writer.add_scalar(f"eval/{key}", value, global_step)
+            print(f"evaluation on {args.eval_envs} envs: {metrics}")
 
     writer.close()
