@@ -323,7 +323,36 @@ def step_core(P, prev_distance, episode_length, episode_return, actions, spawn_u
     return outputs, new_state
 
 
-class CuboidPushEnv:
+def validate_actions(env, actions) -> None:
+    """Raise ValueError unless actions is a finite float32 (E, 2, 3) tensor on the env's device.
+
+    Shared by both backends. The NaN/inf check needs a host sync, so it runs only when
+    env.check_finite is set (by default on CPU only)."""
+    expected = (env.num_envs, env.num_agents, env.action_dim)
+    if not isinstance(actions, torch.Tensor):
+        raise ValueError(f"actions must be a torch.Tensor of shape {expected}, got {type(actions).__name__}")
+    if tuple(actions.shape) != expected:
+        raise ValueError(f"actions must have shape {expected} (envs, agents, 3), got {tuple(actions.shape)}")
+    if actions.dtype != torch.float32:
+        raise ValueError(f"actions must be float32, got {actions.dtype}")
+    if actions.device != env.device:
+        raise ValueError(f"actions are on {actions.device}, the environment is on {env.device}")
+    if env.check_finite and not bool(torch.isfinite(actions).all()):
+        raise ValueError("actions contain NaN or inf")
+
+
+class PushTaskSpec:
+    """Sizes and names of the task, shared by both backends (part of the API)."""
+
+    num_agents = 2
+    obs_dim = 8
+    state_dim = len(STATE_LAYOUT)
+    action_dim = 3
+    reward_terms = REWARD_TERMS
+    state_layout = STATE_LAYOUT
+
+
+class CuboidPushEnv(PushTaskSpec):
     """E environments of the two-robot cuboid push, all tensors on `device`.
 
     API (shared with the Isaac Gym backend):
@@ -336,12 +365,6 @@ class CuboidPushEnv:
     faster after a one-off compilation of some tens of seconds).
     """
 
-    num_agents = 2
-    obs_dim = 8
-    state_dim = len(STATE_LAYOUT)
-    action_dim = 3
-    reward_terms = REWARD_TERMS
-    state_layout = STATE_LAYOUT
     backend = "torch"
 
     def __init__(
@@ -388,23 +411,10 @@ class CuboidPushEnv:
             self._trails = []
         return observe(self._physics)
 
-    def _validate(self, actions: torch.Tensor) -> None:
-        expected = (self.num_envs, self.num_agents, self.action_dim)
-        if not isinstance(actions, torch.Tensor):
-            raise ValueError(f"actions must be a torch.Tensor of shape {expected}, got {type(actions).__name__}")
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape {expected} (envs, agents, 3), got {tuple(actions.shape)}")
-        if actions.dtype != torch.float32:
-            raise ValueError(f"actions must be float32, got {actions.dtype}")
-        if actions.device != self.device:
-            raise ValueError(f"actions are on {actions.device}, the environment is on {self.device}")
-        if self.check_finite and not bool(torch.isfinite(actions).all()):
-            raise ValueError("actions contain NaN or inf")
-
     @torch.no_grad()
     def step(self, actions: torch.Tensor):
         """Advance every environment by one 0.02 s control step (see the class docstring)."""
-        self._validate(actions)
+        validate_actions(self, actions)
         outputs, new_state = self._core(
             self._physics,
             self.prev_distance,

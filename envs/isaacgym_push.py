@@ -30,7 +30,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from envs.cuboid_push import BOX_HALF, REWARD_TERMS, STATE_LAYOUT
+from envs.cuboid_push import BOX_HALF, REWARD_TERMS, PushTaskSpec, validate_actions
 
 # MAPush's names for the reward terms (its wrapper's reward_buffer keys), in REWARD_TERMS order.
 MAPUSH_REWARD_KEYS = (
@@ -118,15 +118,9 @@ def mqe_args(num_envs: int, seed: int, device: str, headless: bool):
     )
 
 
-class IsaacGymPushEnv:
+class IsaacGymPushEnv(PushTaskSpec):
     """MAPush's go1push_mid task (2 Go1 robots, cuboid) with the API of envs.CuboidPushEnv."""
 
-    num_agents = 2
-    obs_dim = 8
-    state_dim = len(STATE_LAYOUT)
-    action_dim = 3
-    reward_terms = REWARD_TERMS
-    state_layout = STATE_LAYOUT
     backend = "isaacgym"
 
     def __init__(
@@ -242,22 +236,9 @@ class IsaacGymPushEnv:
         self._last_obs, self._last_state = obs, state
         return obs, state
 
-    def _validate(self, actions: torch.Tensor) -> None:
-        expected = (self.num_envs, self.num_agents, self.action_dim)
-        if not isinstance(actions, torch.Tensor):
-            raise ValueError(f"actions must be a torch.Tensor of shape {expected}, got {type(actions).__name__}")
-        if tuple(actions.shape) != expected:
-            raise ValueError(f"actions must have shape {expected} (envs, agents, 3), got {tuple(actions.shape)}")
-        if actions.dtype != torch.float32:
-            raise ValueError(f"actions must be float32, got {actions.dtype}")
-        if actions.device != self.device:
-            raise ValueError(f"actions are on {actions.device}, the environment is on {self.device}")
-        if self.check_finite and not bool(torch.isfinite(actions).all()):
-            raise ValueError("actions contain NaN or inf")
-
     @torch.no_grad()
     def step(self, actions: torch.Tensor):
-        self._validate(actions)
+        validate_actions(self, actions)
         base = self.env.env
         counter_before = base.episode_length_buf.clone()
         # MAPush's wrapper clips to [-1, 1] and scales by 0.5 itself (the HARL path).
