@@ -341,3 +341,14 @@ def test_render_draws_scene():
     assert (40, 90, 200) in colours and (230, 130, 30) in colours  # both robots
     with pytest.raises(ValueError, match="env_index"):
         env.render(env_index=5)
+
+
+def test_task_is_solvable_by_a_scripted_controller():
+    """Physics, spawns, success rule and observations together: a hand-written pushing controller
+    (benchmarks/scripted_policy.py, observation-only) gets the box to the target."""
+    from benchmarks.scripted_policy import run
+
+    metrics = run(num_envs=50, seed=0)
+    assert metrics["success_rate"] >= 0.9
+    assert metrics["finish_time_s"] < 12.0
+    assert metrics["collaboration_degree"] > 0.3
