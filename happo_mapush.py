@@ -36,6 +36,8 @@ class Args:
     """if toggled, a GIF of one evaluation episode is written next to the checkpoint"""
     save_model: bool = False
     """if toggled, the trained model is saved to runs/{run_name}/ and evaluated"""
+    checkpoint_every: int = 100
+    """with --save-model, also save the model every this many iterations (0: only at the end)"""
     eval_checkpoint: Optional[str] = None
     """path of a saved model: evaluate it (deterministic actions) and exit, no training"""
     eval_envs: int = 300
@@ -463,6 +465,24 @@ if __name__ == "__main__":
     dones_buf = torch.zeros((T, E), device=device)
     values_buf = torch.zeros((T, E), device=device)  # critic output (normalised units)
 
+    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    def save_checkpoint() -> None:
+        """Everything needed to evaluate or inspect the model without the training command line."""
+        checkpoint = {
+            "args": asdict(args),
+            "algo": "happo",
+            "obs_dim": obs_dim,
+            "state_dim": state_dim,
+            "action_dim": action_dim,
+            "actors": [actor.state_dict() for actor in actors],
+            "critic": critic.state_dict(),
+            "value_norm": value_norm.state_dict(),
+            "global_step": global_step,
+        }
+        torch.save(checkpoint, model_path + ".tmp")
+        os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
+
     # TRY NOT TO MODIFY: start the game
     global_step = 0
     start_time = time.time()
@@ -605,23 +625,11 @@ if __name__ == "__main__":
             writer.add_scalar("charts/success_rate", successes / finished, global_step)
             line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
         print(line, flush=True)
+        if args.save_model and args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
+            save_checkpoint()
 
     if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
-        torch.save(
-            {
-                "args": asdict(args),
-                "algo": "happo",
-                "obs_dim": obs_dim,
-                "state_dim": state_dim,
-                "action_dim": action_dim,
-                "actors": [actor.state_dict() for actor in actors],
-                "critic": critic.state_dict(),
-                "value_norm": value_norm.state_dict(),
-                "global_step": global_step,
-            },
-            model_path,
-        )
+        save_checkpoint()
         print(f"model saved to {model_path}")
         if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
             print(

@@ -99,7 +99,7 @@ def test_separate_actors_give_per_agent_distributions():
 
 
 def test_smoke_run_logs_tags_saves_and_evaluates(tmp_path):
-    out = run_script("mappo_mapush.py", TINY + ["--save-model", "--capture-video"], tmp_path)
+    out = run_script("mappo_mapush.py", TINY + ["--save-model", "--capture-video", "--checkpoint-every", 1], tmp_path)
     assert "evaluation on 4 envs" in out
     run_dir = single_run_dir(tmp_path)
     tags = event_tags(run_dir)
