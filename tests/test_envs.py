@@ -1,6 +1,7 @@
 """Torch backend of envs/: API, determinism, physics invariants and known-answer rewards."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -352,3 +353,25 @@ def test_task_is_solvable_by_a_scripted_controller():
     assert metrics["success_rate"] >= 0.9
     assert metrics["finish_time_s"] < 12.0
     assert metrics["collaboration_degree"] > 0.3
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None, reason="torch.compile needs a C compiler"
+)
+def test_compiled_step_matches_eager():
+    """compile=True must give the same trajectory as eager mode, resets included."""
+    gen = torch.Generator().manual_seed(0)
+    actions = [torch.randn(8, 2, 3, generator=gen) for _ in range(30)]
+    outs = []
+    for compile in (False, True):
+        env = make_env(8, seed=4, compile=compile, max_episode_steps=10)
+        env.reset()
+        outs.append([env.step(a) for a in actions])
+    for (obs_e, state_e, rew_e, term_e, trunc_e, info_e), (obs_c, state_c, rew_c, term_c, trunc_c, info_c) in zip(
+        *outs
+    ):
+        torch.testing.assert_close(state_c, state_e, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(obs_c, obs_e, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(rew_c, rew_e, atol=1e-5, rtol=1e-4)
+        assert torch.equal(trunc_c, trunc_e) and torch.equal(term_c, term_e)
+        torch.testing.assert_close(info_c["final_state"], info_e["final_state"], atol=1e-4, rtol=1e-4)
