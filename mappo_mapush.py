@@ -92,6 +92,8 @@ class Args:
     """one actor for both agents; --no-share-param: one actor per agent, updated simultaneously"""
     action_aggregation: Literal["prod", "mean"] = "prod"
     """how per-dimension probability ratios form the importance weight: product or mean"""
+    std_type: Literal["harl", "free"] = "harl"
+    """action std: harl = 0.5 * sigmoid(theta), at most 0.5 (HARL); free = exp(log_std) from 1 (OpenRL, MAPPO paper)"""
     use_valuenorm: bool = True
     """normalise value targets with running statistics (HARL's ValueNorm)"""
     critic_reward: Literal["sum", "mean"] = "sum"
@@ -130,16 +132,23 @@ def mlp(in_dim: int, hidden_sizes: Tuple[int, ...]) -> nn.Sequential:
 
 
 class Actor(nn.Module):
-    """Diagonal Gaussian policy: unbounded mean, state-independent std = 0.5 * sigmoid(theta)."""
+    """Diagonal Gaussian policy: unbounded mean, state-independent std.
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Tuple[int, ...]):
+    std_type "harl": std = 0.5 * sigmoid(theta), theta from 1 (std 0.366, never above 0.5), as HARL.
+    std_type "free": std = exp(theta), theta from 0 (std 1, unbounded), as OpenRL and the MAPPO paper."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Tuple[int, ...], std_type: str = "harl"):
         super().__init__()
         self.base = mlp(obs_dim, hidden_sizes)
         self.mean = layer_init(nn.Linear(hidden_sizes[-1], action_dim), std=0.01)
-        self.std_theta = nn.Parameter(torch.ones(action_dim))  # initial std 0.5 * sigmoid(1) = 0.366
+        self.std_type = std_type
+        self.std_theta = nn.Parameter(torch.full((action_dim,), 1.0 if std_type == "harl" else 0.0))
+
+    def std(self) -> torch.Tensor:
+        return 0.5 * torch.sigmoid(self.std_theta) if self.std_type == "harl" else self.std_theta.exp()
 
     def forward(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.mean(self.base(obs)), 0.5 * torch.sigmoid(self.std_theta)
+        return self.mean(self.base(obs)), self.std()
 
 
 def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
@@ -295,9 +304,10 @@ def load_checkpoint(path: str, device: torch.device):
     ckpt = torch.load(path, map_location=device, weights_only=False)
     saved = ckpt["args"]
     hidden = tuple(saved["hidden_sizes"])
-    actors = nn.ModuleList([Actor(ckpt["obs_dim"], ckpt["action_dim"], hidden) for _ in range(len(ckpt["actors"]))]).to(
-        device
-    )
+    std_type = saved.get("std_type", "harl")
+    actors = nn.ModuleList(
+        [Actor(ckpt["obs_dim"], ckpt["action_dim"], hidden, std_type) for _ in range(len(ckpt["actors"]))]
+    ).to(device)
     for actor, state in zip(actors, ckpt["actors"]):
         actor.load_state_dict(state)
     critic = Critic(ckpt["state_dim"], hidden).to(device)
@@ -348,7 +358,9 @@ if __name__ == "__main__":
     A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
 
     num_actors = 1 if args.share_param else A
-    actors = nn.ModuleList([Actor(obs_dim, action_dim, args.hidden_sizes) for _ in range(num_actors)]).to(device)
+    actors = nn.ModuleList(
+        [Actor(obs_dim, action_dim, args.hidden_sizes, args.std_type) for _ in range(num_actors)]
+    ).to(device)
     actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
     critic = Critic(state_dim, args.hidden_sizes).to(device)
     critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
@@ -511,7 +523,7 @@ if __name__ == "__main__":
         with torch.no_grad():
             y_pred, y_true = values_raw.reshape(B), b_returns
             explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
-            std = torch.stack([0.5 * torch.sigmoid(a.std_theta) for a in actors]).mean()
+            std = torch.stack([a.std() for a in actors]).mean()
         logged = {
             "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
             "losses/value_loss": v_loss,

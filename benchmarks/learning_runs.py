@@ -28,6 +28,9 @@ CONFIGS = {
     "happo_mean": ["happo_mapush.py", "--action-aggregation", "mean"],
     # MAPPO with the 10x learning rate of the MAPush OpenRL baseline that reached 90 % (AGN run).
     "mappo_lr5e-3": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3"],
+    # Free, unbounded action std from 1 (OpenRL's, which MAPush's working MAPPO used) instead of HARL's <= 0.5.
+    "mappo_std_free": ["mappo_mapush.py", "--std-type", "free"],
+    "happo_prod_std_free": ["happo_mapush.py", "--std-type", "free"],
     # HAPPO with MAPPO's hyper-parameters (README), for a like-for-like comparison.
     "happo_mappo_hparams_prod": ["happo_mapush.py", "--hidden-sizes", "128", "128", "--actor-lr", "5e-4"]
     + ["--critic-lr", "5e-4", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99"],
@@ -130,7 +133,9 @@ def summarise() -> None:
         print("matplotlib not installed: no plot (pip install matplotlib)")
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    colours = dict(zip(CONFIGS, ["tab:blue", "tab:red", "tab:green", "tab:orange", "tab:purple"]))
+    colours = dict(
+        zip(CONFIGS, ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink"])
+    )
     for config, runs in curves.items():
         for k, (_seed, train) in enumerate(runs):
             steps = [int(r["global_step"]) / 1e6 for r in train if r["success_rate"]]
