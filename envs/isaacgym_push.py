@@ -218,7 +218,10 @@ class IsaacGymPushEnv(PushTaskSpec):
         buf = getattr(self.env, "reward_buffer", None)
         if not buf:
             return torch.zeros(len(REWARD_TERMS), device=self.device)
-        now = torch.tensor([float(buf.get(k, 0.0)) for k in MAPUSH_REWARD_KEYS], device=self.device)
+        # Stack on the device: MAPush's buffer entries may be CUDA tensors, and float() would sync.
+        now = torch.stack(
+            [torch.as_tensor(buf.get(k, 0.0), dtype=torch.float32, device=self.device) for k in MAPUSH_REWARD_KEYS]
+        )
         delta = now if self._last_terms is None else now - self._last_terms
         self._last_terms = now
         return delta / (self.num_envs * self.num_agents)
