@@ -43,6 +43,11 @@ def csv_path(config: str, seed: int) -> str:
     return os.path.join(OUT, f"{config}__seed{seed}.csv")
 
 
+def set_results_dir(path: str) -> None:
+    global OUT
+    OUT = os.path.abspath(path)
+
+
 def finished(path: str) -> bool:
     if not os.path.exists(path):
         return False
@@ -160,8 +165,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--total-timesteps", type=int, default=20_000_000)
     parser.add_argument("--plot", action="store_true", help="only write the summary and the plot")
+    parser.add_argument("--results-dir", default=OUT, help="where the CSV files, summary and plot go")
     parser.add_argument("extra", nargs="*", help="extra flags passed to the script, after --")
     args = parser.parse_args()
+    set_results_dir(args.results_dir)
     if not args.plot:
         for seed in args.seeds:  # seed-major: a partial sweep still covers every config
             for config in args.configs:
