@@ -310,6 +310,7 @@ def test_reward_term_means_add_up_to_mean_reward():
         (torch.full((4, 2, 3), float("nan")), "NaN"),
         (torch.full((4, 2, 3), float("inf")), "NaN or inf"),
         ([[0.0] * 3] * 2, "torch.Tensor"),
+        (torch.zeros(4, 2, 3, device="meta"), "are on meta, the environment is on cpu"),
     ],
 )
 def test_bad_actions_raise(bad, message):
