@@ -246,6 +246,12 @@ def agent_order(num_agents: int, fixed_order: bool, generator: torch.Generator) 
     return torch.randperm(num_agents, generator=generator).tolist()
 
 
+def agent_log_prob(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Per-dimension log-probabilities (B, action_dim) of one agent's actions under its actor."""
+    mean, std = actor(obs)
+    return Normal(mean, std.expand_as(mean)).log_prob(actions)
+
+
 def update_factor(factor: torch.Tensor, logprob_new, logprob_old, how: str) -> torch.Tensor:
     """M <- M * (aggregated new/old probability ratio of the agent just updated), per sample.
 
@@ -303,7 +309,7 @@ def happo_update_actors(actors, optimizers, b_obs, b_actions, b_logprobs, b_adva
     agent_stats, factors_used = {}, {}
     for i in order:
         with torch.no_grad():  # agent i's log-probs on the whole batch, before its update
-            logprob_before = policy(actors[i : i + 1], b_obs[:, i : i + 1]).log_prob(b_actions[:, i : i + 1])[:, 0]
+            logprob_before = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
         factors_used[i] = factor.clamp(*args.factor_clip) if args.factor_clip is not None else factor
         agent_stats[i] = happo_actor_update(
             actors[i],
@@ -315,8 +321,8 @@ def happo_update_actors(actors, optimizers, b_obs, b_actions, b_logprobs, b_adva
             factors_used[i],
             args,
         )
-        with torch.no_grad():
-            logprob_after = policy(actors[i : i + 1], b_obs[:, i : i + 1]).log_prob(b_actions[:, i : i + 1])[:, 0]
+        with torch.no_grad():  # and after it
+            logprob_after = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
         factor = update_factor(factor, logprob_after, logprob_before, args.action_aggregation)
     return agent_stats, factors_used, factor
 
