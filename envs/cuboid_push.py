@@ -1,8 +1,9 @@
 """Torch backend: a batched, on-device, planar surrogate of MAPush's mid-level cuboid task.
 
-Two Unitree Go1 robots push a 1.2 m x 1.2 m, 4 kg box to a target disc. Every environment lives in
-rows of a few (E, ...) tensors, so one `step` advances all E environments with a fixed number of
-PyTorch ops (no Python loop over environments, no host synchronisation on CUDA).
+Two Unitree Go1 robots push a 1.2 m x 1.2 m, 4 kg box to a target disc. Every environment is one
+column of a (21, E) physics tensor, so one `step` advances all E environments with a fixed number of
+PyTorch ops (no Python loop over environments, no host synchronisation on CUDA); `step_core` is a
+pure function of that tensor, which torch.compile can fuse (compile=True).
 
 What is modelled (numbers from MAPush unless said otherwise; see docs/envs.md):
 - 50 Hz control, each control step = `substeps` physics steps (4 x 5 ms, as MAPush's decimation).
