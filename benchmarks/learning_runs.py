@@ -102,12 +102,29 @@ def load(path: str):
     return train, final
 
 
+def window_rates(train, window: float):
+    """Episode-weighted success rate and return over the last `window` env steps, at each iteration
+    (iterations hold very different numbers of finished episodes, so rates are not averaged)."""
+    steps = [int(r["global_step"]) for r in train]
+    eps = [int(r["episodes"]) for r in train]
+    succ = [float(r["success_rate"] or 0) * e for r, e in zip(train, eps)]
+    ret = [float(r["episodic_return"] or 0) * e for r, e in zip(train, eps)]
+    out, lo = [], 0
+    for hi in range(len(train)):
+        while steps[hi] - steps[lo] >= window:
+            lo += 1
+        n = sum(eps[lo : hi + 1])
+        if n:
+            out.append((steps[hi], sum(succ[lo : hi + 1]) / n, sum(ret[lo : hi + 1]) / n))
+    return out
+
+
 def summarise() -> None:
     paths = sorted(glob.glob(os.path.join(OUT, "*__seed*.csv")))
     if not paths:
         print("no results yet")
         return
-    lines = ["# Learning runs (torch backend)", "", "| config | seed | env steps | train success (last 10 it.) "]
+    lines = ["# Learning runs (torch backend)", "", "| config | seed | env steps | train success (last 2M steps) "]
     lines[-1] += "| eval success | finish time (s) | collaboration | SPS | wall (min) |"
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     curves = {}
@@ -116,12 +133,12 @@ def summarise() -> None:
         train, final = load(path)
         if not train:
             continue
-        tail = [float(r["success_rate"]) for r in train[-10:] if r["success_rate"]]
-        tail_mean = sum(tail) / len(tail) if tail else float("nan")
+        rates = window_rates(train, 2e6)
+        tail_mean = rates[-1][1] if rates else float("nan")
         ev = final.get("eval")
         lines.append(
             f"| {config} | {seed} | {int(train[-1]['global_step']):,} | {tail_mean:.3f} | "
-            + (f"{ev:.3f}" if ev is not None else "running")
+            + (f"{ev:.3f}" if ev is not None else ("stopped" if config.startswith("partial-") else "running"))
             + f" | {final.get('eval_finish_time_s', float('nan')):.1f} | {final.get('eval_collaboration', float('nan')):.2f}"
             + f" | {train[-1]['sps']} | {float(train[-1]['wall_s']) / 60:.0f} |"
         )
@@ -143,13 +160,13 @@ def summarise() -> None:
     )
     for config, runs in curves.items():
         for k, (_seed, train) in enumerate(runs):
-            steps = [int(r["global_step"]) / 1e6 for r in train if r["success_rate"]]
-            for ax, key in zip(axes, ["success_rate", "episodic_return"]):
-                ys = [float(r[key]) for r in train if r["success_rate"]]
-                ys = [sum(ys[max(0, i - 9) : i + 1]) / len(ys[max(0, i - 9) : i + 1]) for i in range(len(ys))]
+            rates = window_rates(train, 1e6)
+            steps = [step / 1e6 for step, _, _ in rates]
+            for ax, column in zip(axes, [1, 2]):
+                ys = [r[column] for r in rates]
                 ax.plot(steps, ys, color=colours.get(config), alpha=0.8, label=config if k == 0 else None)
-    axes[0].set_ylabel("training success rate (10-iteration mean)")
-    axes[1].set_ylabel("episodic return per agent (10-iteration mean)")
+    axes[0].set_ylabel("training success rate (episodes of the last 1M steps)")
+    axes[1].set_ylabel("episodic return per agent (last 1M steps)")
     for ax in axes:
         ax.set_xlabel("env steps (millions)")
         ax.grid(alpha=0.3)
