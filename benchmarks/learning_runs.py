@@ -12,6 +12,7 @@ work accumulates across sessions. `--plot` only (re)draws the summary table and 
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import glob
 import os
@@ -82,7 +83,7 @@ def run(config: str, seed: int, total_timesteps: int, extra) -> None:
                 continue
             m = EVAL_LINE.search(line)
             if m:
-                metrics = eval(m.group(2), {"__builtins__": {}})  # a dict of floats printed by the script
+                metrics = ast.literal_eval(m.group(2))  # the dict of floats the script prints
                 out.writerow(["eval", total_timesteps, "", m.group(1), metrics["success_rate"], "", ""])
                 out.writerow(["eval_finish_time_s", total_timesteps, "", "", metrics["finish_time_s"], "", ""])
                 out.writerow(["eval_collaboration", total_timesteps, "", "", metrics["collaboration_degree"], "", ""])

@@ -17,9 +17,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # envs first: it imports isaacgym (when present), which must be loaded before torch.
-from envs import make_env  # noqa: E402, I001
+import envs  # noqa: E402, F401, I001
 
 import torch  # noqa: E402
+
+from mappo_mapush import evaluate  # noqa: E402
 
 STAND_OFF = 0.6 + 0.3  # box half side + robot half length + margin: where a pushing robot stands
 SIDE_OFFSET = 0.3  # each robot pushes 0.3 m left or right of the box centre line
@@ -59,32 +61,16 @@ def scripted_actions(obs: torch.Tensor) -> torch.Tensor:
     return torch.cat((velocity * 2.0, yaw_rate[..., None] * 2.0), -1)  # raw actions: env clips to 1
 
 
-@torch.no_grad()
+class ScriptedActor(torch.nn.Module):
+    """The controller behind the scripts' Actor interface, so their evaluate() measures it."""
+
+    def forward(self, obs: torch.Tensor):
+        return scripted_actions(obs), torch.ones(3, device=obs.device)
+
+
 def run(num_envs: int, seed: int) -> dict:
-    env = make_env(num_envs, seed=seed, backend="torch")
-    obs, _ = env.reset()
-    done_once = torch.zeros(num_envs, dtype=torch.bool)
-    success = torch.zeros(num_envs, dtype=torch.bool)
-    finish = torch.full((num_envs,), float(env.max_episode_steps))
-    near = torch.zeros(num_envs)
-    steps = torch.zeros(num_envs)
-    for t in range(env.max_episode_steps + 1):
-        obs, _, _, terminated, truncated, info = env.step(scripted_actions(obs))
-        running = ~done_once
-        near += (info["robots_near_box"] & running).float()
-        steps += running.float()
-        ended = running & (terminated | truncated)
-        success |= ended & info["success"]
-        finish = torch.where(ended & info["success"], torch.full_like(finish, t + 1.0), finish)
-        done_once |= ended
-        if bool(done_once.all()):
-            break
-    collab = (near / steps.clamp(min=1))[success]
-    return {
-        "success_rate": success.float().mean().item(),
-        "finish_time_s": (finish * 0.02).mean().item(),
-        "collaboration_degree": collab.mean().item() if collab.numel() else 0.0,
-    }
+    """MAPush's metrics (first episode of each env) with the training scripts' own evaluate()."""
+    return evaluate(torch.nn.ModuleList([ScriptedActor()]), num_envs, torch.device("cpu"), seed, "torch")
 
 
 def main() -> None:
