@@ -38,6 +38,9 @@ class Args:
     """if toggled, the trained model is saved to runs/{run_name}/ and evaluated"""
     checkpoint_every: int = 100
     """with --save-model, also save the model every this many iterations (0: only at the end)"""
+    resume: Optional[str] = None
+    """path of a checkpoint written with --save-model: continue that run exactly where it was saved
+    (same flags; only the run length, saving, evaluation and device flags may change)"""
     eval_checkpoint: Optional[str] = None
     """path of a saved model: evaluate it (deterministic actions) and exit, no training"""
     eval_envs: int = 300
@@ -402,6 +405,22 @@ def evaluate(
     }
 
 
+# Flags a resumed run may change: how long it runs and what it writes, never what it learns.
+RESUMABLE_CHANGES = ("total_timesteps", "num_iterations", "checkpoint_every", "save_model", "resume")
+RESUMABLE_CHANGES += ("eval_envs", "capture_video", "cuda", "compile_env")
+
+
+def check_resume(saved_args: Dict, args) -> None:
+    """Refuse to resume with flags that change the learning problem (or the run's random numbers)."""
+    changed = [
+        f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {value!r}"
+        for key, value in asdict(args).items()
+        if key not in RESUMABLE_CHANGES and saved_args.get(key) != value
+    ]
+    if changed:
+        raise ValueError("cannot resume with different flags: " + ", ".join(changed))
+
+
 def load_checkpoint(path: str, device: torch.device):
     """Rebuild actors, critic and value normaliser from a checkpoint written by --save-model."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
@@ -439,12 +458,21 @@ if __name__ == "__main__":
         raise SystemExit(0)
 
     backend = envs.resolve_backend(args.backend, str(device))
-    run_name = f"mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
-    writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text(
-        "hyperparameters",
-        "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+    resumed = None  # with --resume: the checkpoint to continue from, and its run directory
+    if args.resume is not None:
+        resumed = torch.load(args.resume, map_location=device, weights_only=False)
+        if "actor_optimizers" not in resumed:
+            raise ValueError(f"{args.resume} holds no training state (written before --resume existed)")
+        check_resume(resumed["args"], args)
+    run_dir = (
+        os.path.dirname(args.resume) if resumed else f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
     )
+    writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
+    if resumed is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+        )
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -483,10 +511,26 @@ if __name__ == "__main__":
     dones_buf = torch.zeros((T, E), device=device)
     values_buf = torch.zeros((T, E), device=device)  # critic output (normalised units)
 
-    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+    def random_states() -> Dict:
+        """Every random-number generator the run draws from (the torch env saves its own)."""
+        states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+        states["cuda"] = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+        states["order"] = order_generator.get_state()
+        return states
+
+    def restore_random_states(states: Dict) -> None:
+        torch.set_rng_state(states["torch"].cpu())
+        np.random.set_state(states["numpy"])
+        random.setstate(states["random"])
+        if states["cuda"] is not None and device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
+        order_generator.set_state(states["order"].cpu())
+
+    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     def save_checkpoint() -> None:
-        """Everything needed to evaluate or inspect the model without the training command line."""
+        """Everything needed to evaluate the model without the training command line, and to resume
+        training exactly (optimisers, random-number generators, environment state)."""
         checkpoint = {
             "args": asdict(args),
             "algo": "happo",
@@ -497,17 +541,34 @@ if __name__ == "__main__":
             "critic": critic.state_dict(),
             "value_norm": value_norm.state_dict(),
             "global_step": global_step,
+            "iteration": iteration,
+            "actor_optimizers": [opt.state_dict() for opt in actor_optimizers],
+            "critic_optimizer": critic_optimizer.state_dict(),
+            "env": env.state_dict(),  # {} on Isaac Gym: a resumed run starts fresh episodes there
+            "rng": random_states(),
         }
         torch.save(checkpoint, model_path + ".tmp")
         os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
 
     # TRY NOT TO MODIFY: start the game
-    global_step = 0
-    start_time = time.time()
-    next_obs, next_state = env.reset()
+    global_step, iteration = 0, 0
+    if resumed is not None:  # continue exactly where the checkpoint was written
+        for module, state in zip(actors, resumed["actors"]):
+            module.load_state_dict(state)
+        for opt, state in zip(actor_optimizers, resumed["actor_optimizers"]):
+            opt.load_state_dict(state)
+        critic.load_state_dict(resumed["critic"])
+        critic_optimizer.load_state_dict(resumed["critic_optimizer"])
+        value_norm.load_state_dict(resumed["value_norm"])
+        restore_random_states(resumed["rng"])
+        global_step, iteration = resumed["global_step"], resumed["iteration"]
+        print(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}", flush=True)
+    start_time, start_step = time.time(), global_step
+    next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
 
-    for iteration in range(1, args.num_iterations + 1):
+    first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
+    for iteration in range(first_iteration, args.num_iterations + 1):
         if args.anneal_lr:
             frac = 1.0 - (iteration - 1.0) / args.num_iterations
             for opt in actor_optimizers:
@@ -634,7 +695,7 @@ if __name__ == "__main__":
         finished, successes, return_sum, length_sum = stats.tolist()
         for key, value in zip(logged, scalars.tolist()):
             writer.add_scalar(key, value, global_step)
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         writer.add_scalar("charts/SPS", sps, global_step)
         line = f"iter {iteration}/{args.num_iterations} order={order} global_step={global_step} SPS={sps}"
         if finished > 0:
@@ -654,7 +715,7 @@ if __name__ == "__main__":
                 f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}"
             )
         else:
-            video = f"runs/{run_name}/eval.gif" if args.capture_video else None
+            video = f"{run_dir}/eval.gif" if args.capture_video else None
             metrics = evaluate(
                 actors.eval(), args.eval_envs, device, args.seed + 10_000, backend, video, args.max_episode_steps
             )

@@ -2,8 +2,9 @@
 
 Runs each (config, seed) as a subprocess of the training script, one at a time, and writes the
 per-iteration curve to benchmarks/results/learning/<config>__seed<k>.csv as it comes. A run whose
-CSV ends with its final evaluation is skipped, so the launcher can be stopped and restarted and
-work accumulates across sessions. `--plot` only (re)draws the summary table and the PNG plot.
+CSV ends with its final evaluation is skipped; a run that was stopped is resumed (--resume) from
+its newest checkpoint (saved every CHECKPOINT_EVERY iterations), its CSV cut back to that point, so
+the launcher can be stopped and restarted and work accumulates across sessions. `--plot` only (re)draws the summary table and the PNG plot.
 
     python benchmarks/learning_runs.py --configs mappo --seeds 1 2 3         # run (and plot)
     python benchmarks/learning_runs.py --plot                                  # summary + plot only
@@ -36,6 +37,7 @@ CONFIGS = {
     "happo_mappo_hparams_prod": ["happo_mapush.py", "--hidden-sizes", "128", "128", "--actor-lr", "5e-4"]
     + ["--critic-lr", "5e-4", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99"],
 }
+CHECKPOINT_EVERY = 20  # iterations between checkpoints (655k env steps at 512 x 64): what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
 EVAL_LINE = re.compile(r"evaluation on (\d+) envs: (\{.*\})")
 
@@ -44,9 +46,12 @@ def csv_path(config: str, seed: int) -> str:
     return os.path.join(OUT, f"{config}__seed{seed}.csv")
 
 
-def set_results_dir(path: str) -> None:
-    global OUT
-    OUT = os.path.abspath(path)
+WORK = ROOT  # where the scripts run: their runs/ folder (TensorBoard logs, checkpoints) goes here
+
+
+def set_dirs(results_dir: str, work_dir: str) -> None:
+    global OUT, WORK
+    OUT, WORK = os.path.abspath(results_dir), os.path.abspath(work_dir)
 
 
 def finished(path: str) -> bool:
@@ -56,22 +61,53 @@ def finished(path: str) -> bool:
         return any(line.startswith("eval,") for line in f)
 
 
+def resume_point(config: str, seed: int):
+    """Newest resumable checkpoint of (config, seed) under runs/, and its global step; (None, 0) if none."""
+    import torch  # only here: plotting needs no torch
+
+    pattern = os.path.join(WORK, "runs", f"mapush__{config}__{seed}__*", f"{config}.cleanrl_model")
+    for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        if "actor_optimizers" in checkpoint:  # older checkpoints hold no training state
+            return path, int(checkpoint["global_step"])
+    return None, 0
+
+
+def rows_up_to(path: str, global_step: int):
+    """The CSV's training rows up to global_step (a resumed run rewrites what came after)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        rows = list(csv.reader(f))[1:]
+    return [row for row in rows if row[0] == "train" and int(row[1]) <= global_step]
+
+
 def run(config: str, seed: int, total_timesteps: int, extra) -> None:
     path = csv_path(config, seed)
     if finished(path):
         print(f"skip {config} seed {seed}: finished ({path})")
         return
-    cmd = [sys.executable, "-u"] + CONFIGS[config] + ["--seed", str(seed), "--total-timesteps", str(total_timesteps)]
-    cmd += ["--save-model", "--exp-name", config] + list(extra)
+    script, *flags = CONFIGS[config]
+    cmd = (
+        [sys.executable, "-u", os.path.join(ROOT, script)]
+        + flags
+        + ["--seed", str(seed), "--total-timesteps", str(total_timesteps)]
+    )
+    cmd += ["--save-model", "--exp-name", config, "--checkpoint-every", str(CHECKPOINT_EVERY)] + list(extra)
+    checkpoint, resumed_step = resume_point(config, seed) if os.path.exists(path) else (None, 0)
+    kept = rows_up_to(path, resumed_step) if checkpoint else []
+    if checkpoint:
+        cmd += ["--resume", checkpoint]
     print("run:", " ".join(cmd), flush=True)
     os.makedirs(OUT, exist_ok=True)
-    start = time.time()
+    start = time.time() - (float(kept[-1][6]) if kept else 0.0)  # wall time continues across resumes
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s"])
+        out.writerows(kept)
         # One thread per run: two runs side by side use a 2-core machine better than one 2-thread run.
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(cmd, cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
             m = ITER_LINE.search(line)
             if m:
@@ -184,9 +220,10 @@ def main() -> None:
     parser.add_argument("--total-timesteps", type=int, default=20_000_000)
     parser.add_argument("--plot", action="store_true", help="only write the summary and the plot")
     parser.add_argument("--results-dir", default=OUT, help="where the CSV files, summary and plot go")
+    parser.add_argument("--work-dir", default=ROOT, help="where the scripts run and write runs/")
     parser.add_argument("extra", nargs="*", help="extra flags passed to the script, after --")
     args = parser.parse_args()
-    set_results_dir(args.results_dir)
+    set_dirs(args.results_dir, args.work_dir)
     if not args.plot:
         for seed in args.seeds:  # seed-major: a partial sweep still covers every config
             for config in args.configs:

@@ -352,6 +352,16 @@ class PushTaskSpec:
     reward_terms = REWARD_TERMS
     state_layout = STATE_LAYOUT
 
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """What resuming a training run needs to continue these episodes; {} if it cannot be saved."""
+        return {}
+
+    def load_state_dict(self, saved: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Restore a `state_dict()` and return the current (obs, state); {} starts fresh episodes."""
+        if saved:
+            raise ValueError(f"the {self.backend} backend cannot restore a saved environment state")
+        return self.reset()
+
 
 class CuboidPushEnv(PushTaskSpec):
     """E environments of the two-robot cuboid push, all tensors on `device`.
@@ -431,6 +441,35 @@ class CuboidPushEnv(PushTaskSpec):
         obs, state, reward, terminated, truncated = outputs[:5]
         info = dict(zip(INFO_KEYS, outputs[5:]))
         return obs, state, reward, terminated, truncated, info
+
+    # --- saving and restoring (resuming a training run exactly) ---------------------------------
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        """Physics, episode counters and the random-number generator, as tensors (copies)."""
+        return {
+            "physics": self._physics.clone(),
+            "prev_distance": self.prev_distance.clone(),
+            "episode_length": self.episode_length.clone(),
+            "episode_return": self.episode_return.clone(),
+            "generator": self.generator.get_state(),
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, saved: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Continue exactly where `state_dict()` was taken; returns the current (obs, state)."""
+        if not saved:
+            return self.reset()
+        if tuple(saved["physics"].shape) != tuple(self._physics.shape):
+            raise ValueError(
+                f"saved environment state is for {saved['physics'].shape[1]} envs, this env has {self.num_envs}"
+            )
+        self._physics = saved["physics"].to(self.device).clone()
+        self.prev_distance = saved["prev_distance"].to(self.device).clone()
+        self.episode_length = saved["episode_length"].to(self.device).clone()
+        self.episode_return = saved["episode_return"].to(self.device).clone()
+        self.generator.set_state(saved["generator"].cpu())
+        if self._trails is not None:
+            self._trails = []
+        return observe(self._physics)
 
     # --- rendering ----------------------------------------------------------------------------
     def record_trails(self, enabled: bool = True) -> None:

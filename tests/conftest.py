@@ -42,3 +42,56 @@ def single_run_dir(cwd):
     dirs = glob.glob(os.path.join(str(cwd), "runs", "*"))
     assert len(dirs) == 1, dirs
     return dirs[0]
+
+
+def checkpoint_of(cwd):
+    """The checkpoint of the single run under cwd, loaded."""
+    import torch
+
+    paths = glob.glob(os.path.join(single_run_dir(cwd), "*.cleanrl_model"))
+    assert len(paths) == 1, paths
+    return paths[0], torch.load(paths[0], weights_only=False)
+
+
+def assert_resume_is_exact(script, tiny_args, batch, tmp_path):
+    """Train 3 iterations straight, and 1 iteration then --resume to 3: identical networks,
+    optimisers, value normaliser and console lines (orders, success, returns) after iteration 1.
+    Episodes must span the iteration boundary (tiny_args sets a short time limit) so that the
+    environment state, not only the networks, has to be restored."""
+    import torch
+
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    straight.mkdir()
+    split.mkdir()
+    flags = list(tiny_args) + ["--save-model", "--checkpoint-every", 1]
+    out_straight = run_script(script, flags + ["--total-timesteps", 3 * batch], straight)
+    run_script(script, flags + ["--total-timesteps", batch], split)
+    path, _ = checkpoint_of(split)
+    out_resumed = run_script(script, flags + ["--total-timesteps", 3 * batch, "--resume", path], split)
+    assert f"resumed {path} at iteration 1, global_step={batch}" in out_resumed
+
+    def iteration_lines(out):  # without the timing-dependent SPS
+        return [
+            line.split(" SPS=")[0] + line.split(" SPS=")[1].partition(" ")[2]
+            for line in out.splitlines()
+            if line.startswith("iter ")
+        ]
+
+    assert iteration_lines(out_resumed) == iteration_lines(out_straight)[1:]
+    _, a = checkpoint_of(straight)
+    _, b = checkpoint_of(split)
+    assert a["global_step"] == b["global_step"] == 3 * batch and a["iteration"] == b["iteration"] == 3
+    for key in ("actors", "critic", "value_norm", "actor_optimizers", "critic_optimizer", "env"):
+        leaves_a, leaves_b = leaves(a[key]), leaves(b[key])
+        assert len(leaves_a) == len(leaves_b) > 0, key
+        for x, y in zip(leaves_a, leaves_b):
+            assert torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y, key
+
+
+def leaves(tree):
+    """Tensors and numbers of a nested dict / list (a state_dict), in a fixed order."""
+    if isinstance(tree, dict):
+        return [leaf for key in sorted(tree, key=str) for leaf in leaves(tree[key])]
+    if isinstance(tree, (list, tuple)):
+        return [leaf for item in tree for leaf in leaves(item)]
+    return [tree]

@@ -1,4 +1,5 @@
-"""The learning-run launcher parses the scripts' console output, skips finished runs and plots."""
+"""The learning-run launcher parses the scripts' console output, skips finished runs, resumes
+stopped ones from their checkpoint, and plots."""
 
 import csv
 import importlib.util
@@ -8,36 +9,40 @@ import sys
 
 from conftest import ROOT
 
+TINY = ["--num-envs", "8", "--num-steps", "8", "--max-episode-steps", "6", "--eval-envs", "4", "--hidden-sizes", "8"]
 
-def test_learning_launcher_records_resumes_and_plots(tmp_path):
+
+def launch(tmp_path, total_timesteps):
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "learning_runs.py"), "--configs", "happo_mean"]
-    cmd += ["--seeds", "3", "--total-timesteps", "128", "--results-dir", str(tmp_path), "--"]
-    cmd += [
-        "--num-envs",
-        "8",
-        "--num-steps",
-        "8",
-        "--max-episode-steps",
-        "6",
-        "--eval-envs",
-        "4",
-        "--hidden-sizes",
-        "8",
-    ]
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    first = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stdout + first.stderr
-    rows = list(csv.DictReader(open(tmp_path / "happo_mean__seed3.csv")))
+    cmd += ["--seeds", "3", "--total-timesteps", str(total_timesteps), "--results-dir", str(tmp_path)]
+    cmd += ["--work-dir", str(tmp_path), "--"] + TINY
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout, list(csv.DictReader(open(tmp_path / "happo_mean__seed3.csv")))
+
+
+def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
+    _, rows = launch(tmp_path, 128)
     train = [r for r in rows if r["kind"] == "train"]
     assert [int(r["global_step"]) for r in train] == [64, 128]
     assert all(r["success_rate"] != "" and int(r["episodes"]) > 0 for r in train)  # 6-step episodes end
-    assert [r["kind"] for r in rows if r["kind"].startswith("eval")] == [
-        "eval",
-        "eval_finish_time_s",
-        "eval_collaboration",
-    ]
+    evals = [r["kind"] for r in rows if r["kind"].startswith("eval")]
+    assert evals == ["eval", "eval_finish_time_s", "eval_collaboration"]
     assert (tmp_path / "summary.md").exists()
     if importlib.util.find_spec("matplotlib") is not None:  # a benchmark-only dependency
         assert (tmp_path / "learning_curves.png").stat().st_size > 1000
-    again = subprocess.run(cmd, cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300)
-    assert "skip happo_mean seed 3: finished" in again.stdout
+    again, _ = launch(tmp_path, 128)
+    assert "skip happo_mean seed 3: finished" in again
+
+    # A run stopped after its checkpoint at 128 steps had logged one more iteration: the launcher
+    # resumes from the checkpoint and replaces the rows logged after it.
+    with open(tmp_path / "happo_mean__seed3.csv", "w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(train + [dict(train[-1], global_step="192", success_rate="0.999")])
+    resumed, rows = launch(tmp_path, 256)
+    assert "--resume" in resumed and "happo_mean.cleanrl_model" in resumed
+    train = [r for r in rows if r["kind"] == "train"]
+    assert [int(r["global_step"]) for r in train] == [64, 128, 192, 256]
+    assert "0.999" not in [r["success_rate"] for r in train]
+    assert [r["kind"] for r in rows if r["kind"] == "eval"] == ["eval"]

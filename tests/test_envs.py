@@ -107,6 +107,29 @@ def test_same_seed_same_trajectory_different_seed_differs():
     assert not torch.allclose(a, c)
 
 
+def test_state_dict_continues_the_same_episodes():
+    """Restoring a state_dict (into an env with another seed) replays the same future, including
+    the resets drawn from the env's generator; a state for another number of envs is refused."""
+    env = make_env(8, seed=3, max_episode_steps=7)  # short episodes: resets inside the 20 steps
+    env.reset()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        obs_now, state_now = env.step(torch.randn(8, 2, 3, generator=gen))[:2]
+    saved = env.state_dict()
+    actions = torch.randn(20, 8, 2, 3, generator=gen)
+    first = [env.step(a) for a in actions]
+    other = make_env(8, seed=99, max_episode_steps=7)
+    obs, state = other.load_state_dict(saved)
+    assert torch.equal(obs, obs_now) and torch.equal(state, state_now)
+    second = [other.step(a) for a in actions]
+    for x, y in zip(first, second):
+        for a, b in zip(x[:5], y[:5]):
+            assert torch.equal(a, b)
+    assert sum(int(x[4].sum()) for x in first) > 0  # truncations (and so resets) happened
+    with pytest.raises(ValueError, match="for 8 envs"):
+        make_env(4).load_state_dict(saved)
+
+
 def test_robot_driving_at_a_face_pushes_box_along_its_normal():
     env = make_env(1, seed=0)
     yaw = 0.4  # box and robot both rotated: the push must follow the face normal, not the x axis

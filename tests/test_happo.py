@@ -5,11 +5,12 @@ import glob
 import math
 import os
 import re
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import event_tags, run_script, single_run_dir
+from conftest import assert_resume_is_exact, event_tags, run_script, single_run_dir
 
 import happo_mapush as happo
 import mappo_mapush as mappo
@@ -170,3 +171,12 @@ def test_orders_and_parameters_reproducible_with_seed(tmp_path):
         for key in a:
             assert torch.equal(a[key], b[key]), key
     assert not math.isnan(params[0][0]["std_theta"].sum().item())
+
+
+def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
+    """Includes the agent orders: the order generator is restored with the rest."""
+    assert_resume_is_exact("happo_mapush.py", TINY, 64, tmp_path)
+    saved = asdict(happo.Args())
+    happo.check_resume(saved, happo.Args(total_timesteps=10, checkpoint_every=1))
+    with pytest.raises(ValueError, match="--action-aggregation 'prod' -> 'mean'"):
+        happo.check_resume(saved, happo.Args(action_aggregation="mean"))

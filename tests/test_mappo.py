@@ -3,10 +3,11 @@
 import glob
 import math
 import os
+from dataclasses import asdict
 
 import pytest
 import torch
-from conftest import event_tags, run_script, single_run_dir
+from conftest import assert_resume_is_exact, event_tags, run_script, single_run_dir
 
 import mappo_mapush as mappo
 
@@ -163,3 +164,11 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
     assert value_norm.stats()[0].item() < -5.0
     assert saved["std_type"] == "free" and actors[0].std().allclose(torch.ones(3), atol=0.05)
     assert saved["team_reward"] and saved["collision_scale"] == -0.0008
+
+
+def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
+    assert_resume_is_exact("mappo_mapush.py", TINY + ["--no-share-param"], 64, tmp_path)
+    saved = asdict(mappo.Args())
+    mappo.check_resume(saved, mappo.Args(total_timesteps=10, eval_envs=3))  # run length and I/O may change
+    with pytest.raises(ValueError, match="--gamma 0.99 -> 0.9"):
+        mappo.check_resume(saved, mappo.Args(gamma=0.9))
