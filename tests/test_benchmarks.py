@@ -46,3 +46,14 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     assert [int(r["global_step"]) for r in train] == [64, 128, 192, 256]
     assert "0.999" not in [r["success_rate"] for r in train]
     assert [r["kind"] for r in rows if r["kind"] == "eval"] == ["eval"]
+
+    # The diagnostics table reads the run's TensorBoard log back: HAPPO rows hold the factor.
+    out = tmp_path / "diagnostics.md"
+    script = os.path.join(ROOT, "benchmarks", "run_diagnostics.py")
+    cmd = [sys.executable, script, "--runs-dir", str(tmp_path / "runs"), "--windows", "0", "1", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    row = [line for line in out.read_text().splitlines() if line.startswith("| mapush__happo_mean__3__")]
+    assert len(row) == 1
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert cells[1] == "0-1" and all(c != "" for c in cells[2:]), cells  # every column measured
+    assert 0.0 < float(cells[6]) <= 1.0 <= float(cells[7])  # factor min <= 1 <= max
