@@ -76,6 +76,18 @@ def test_step_rewards_success_failure_and_final_state(fake_mapush):
     torch.testing.assert_close(info["episode_return"][0], torch.tensor([10.0, 9.94]))  # +10 to both
 
 
+def test_resuming_starts_fresh_episodes(fake_mapush):
+    """The simulator cannot be saved: state_dict() is empty, loading it resets, anything else is refused."""
+    env = make()
+    env.reset()
+    env.step(torch.zeros(3, 2, 3))
+    assert env.state_dict() == {}
+    obs, state = env.load_state_dict({})
+    assert torch.equal(state, make().reset()[1])  # back at the spawn poses
+    with pytest.raises(ValueError, match="cannot restore"):
+        env.load_state_dict({"physics": torch.zeros(21, 3)})
+
+
 def test_time_limit_is_truncation(fake_mapush):
     env = make(max_episode_steps=4)
     env.reset()
