@@ -156,6 +156,37 @@ def window_rates(train, window: float):
     return out
 
 
+def rate_at(train, step: float, window: float = 2e6):
+    """Episode-weighted training success over the `window` env steps before `step` (None if not reached)."""
+    if not train or int(train[-1]["global_step"]) < step - 32768:
+        return None
+    reached = [r for r in train if int(r["global_step"]) <= step]
+    rates = window_rates(reached, window)
+    return rates[-1][1] if rates else None
+
+
+def seed_table(curves):
+    """Across seeds: mean (min-max) training success at 5M / 10M / 20M steps and final evaluation."""
+    lines = ["", "## Across seeds", "", "| config | seeds (finished) | train success at 5M | at 10M | at 20M "]
+    lines[-1] += "| eval success |"
+    lines.append("|---|---|---:|---:|---:|---:|")
+
+    def spread(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f}, n={len(values)})"
+
+    for config, runs in sorted(curves.items()):
+        if config.startswith("partial-"):
+            continue
+        finals = [load(csv_path(config, int(seed)))[1].get("eval") for seed, _ in runs]
+        cells = [spread([rate_at(train, step) for _, train in runs]) for step in (5e6, 10e6, 20e6)]
+        n_done = sum(v is not None for v in finals)
+        lines.append(f"| {config} | {len(runs)} ({n_done}) | " + " | ".join(cells) + f" | {spread(finals)} |")
+    return lines
+
+
 def summarise() -> None:
     paths = sorted(glob.glob(os.path.join(OUT, "*__seed*.csv")))
     if not paths:
@@ -180,6 +211,7 @@ def summarise() -> None:
             + f" | {train[-1]['sps']} | {float(train[-1]['wall_s']) / 60:.0f} |"
         )
         curves.setdefault(config, []).append((seed, train))
+    lines += seed_table(curves)
     with open(os.path.join(OUT, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -28,7 +28,8 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     assert all(r["success_rate"] != "" and int(r["episodes"]) > 0 for r in train)  # 6-step episodes end
     evals = [r["kind"] for r in rows if r["kind"].startswith("eval")]
     assert evals == ["eval", "eval_finish_time_s", "eval_collaboration"]
-    assert (tmp_path / "summary.md").exists()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| happo_mean | 1 (1) | - | - | - | " in summary  # one finished seed, too short for 5M
     if importlib.util.find_spec("matplotlib") is not None:  # a benchmark-only dependency
         assert (tmp_path / "learning_curves.png").stat().st_size > 1000
     again, _ = launch(tmp_path, 128)
