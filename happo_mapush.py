@@ -85,6 +85,8 @@ class Args:
     """delta of the Huber value loss"""
     ent_coef: float = 0.03
     """entropy bonus coefficient"""
+    bounds_loss_coef: float = 0.0
+    """weight of a penalty on action means outside [-1, 1] (rl_games' bounds loss; 0 = HARL)"""
     vf_coef: float = 1.0
     """value loss coefficient (the critic has its own optimiser, so this only rescales)"""
     max_grad_norm: float = 10.0
@@ -234,6 +236,14 @@ def aggregate_ratio(logratio: torch.Tensor, how: str) -> torch.Tensor:
     return logratio.exp().mean(-1)
 
 
+def bounds_loss(mean: torch.Tensor) -> torch.Tensor:
+    """Squared distance of the action means outside the env's clip range [-1, 1], summed over action
+    dimensions: (..., action_dim) -> (...). Beyond the range every sample is clipped to the same
+    command, so the policy gradient stops seeing that dimension and its mean can drift away
+    unchecked; this penalty (rl_games' bounds loss, --bounds-loss-coef) pulls it back."""
+    return ((mean - 1.0).clamp(min=0.0) ** 2 + (mean + 1.0).clamp(max=0.0) ** 2).sum(-1)
+
+
 def clipped_policy_loss(ratio, advantages, clip_coef: float, factor):
     """HAPPO's surrogate (to minimise): -mean(M * min(r A, clip(r) A)), with the factor M outside
     the min and detached; also the fraction of samples whose ratio was clipped."""
@@ -267,7 +277,7 @@ def update_factor(factor: torch.Tensor, logprob_new, logprob_old, how: str) -> t
 def happo_actor_update(
     actor, optimizer, obs, actions, old_logprobs, advantages, factor, args
 ) -> Dict[str, torch.Tensor]:
-    """One agent's PPO epochs with the HAPPO factor: loss = -mean(M * min(r A, clip(r) A)) - c_H H.
+    """One agent's PPO epochs with the HAPPO factor: loss = -mean(M * min(r A, clip(r) A)) - c_H H + c_B bounds.
 
     obs (B, obs_dim), actions and rollout-time old_logprobs (B, action_dim), advantages and the
     detached factor M (B,). With M = 1 this is exactly a PPO update."""
@@ -284,8 +294,9 @@ def happo_actor_update(
             ratio = aggregate_ratio(logratio, args.action_aggregation)
             pg_loss, clipfrac = clipped_policy_loss(ratio, advantages[mb], args.clip_coef, factor[mb])
             entropy = dist.entropy().sum(-1).mean()
+            b_loss = bounds_loss(mean).mean()
             optimizer.zero_grad()
-            (pg_loss - args.ent_coef * entropy).backward()
+            (pg_loss - args.ent_coef * entropy + args.bounds_loss_coef * b_loss).backward()
             grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
             optimizer.step()
             clipfracs.append(clipfrac)
@@ -294,6 +305,8 @@ def happo_actor_update(
     return {
         "policy_loss": pg_loss.detach(),
         "entropy": entropy.detach(),
+        "bounds_loss": b_loss.detach(),
+        "mean_outside": (mean.detach().abs() > 1.0).float().mean(),
         "old_approx_kl": (-joint_logratio).mean(),
         "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),
         "clipfrac": torch.stack(clipfracs).mean(),
@@ -676,8 +689,10 @@ if __name__ == "__main__":
             "losses/clipfrac": agents_mean["clipfrac"],
             "losses/explained_variance": explained_var,
             "losses/actor_grad_norm": agents_mean["grad_norm"],
+            "losses/bounds_loss": agents_mean["bounds_loss"],
             "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
             "charts/action_std": std,
+            "charts/action_mean_outside": agents_mean["mean_outside"],  # share of action means beyond [-1, 1]
             "charts/value_norm_mean": value_norm.stats()[0],
             "charts/first_agent": order[0],
         }

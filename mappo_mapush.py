@@ -85,6 +85,8 @@ class Args:
     """delta of the Huber value loss"""
     ent_coef: float = 0.01
     """entropy bonus coefficient"""
+    bounds_loss_coef: float = 0.0
+    """weight of a penalty on action means outside [-1, 1] (rl_games' bounds loss; 0 = HARL)"""
     vf_coef: float = 1.0
     """value loss coefficient (the critic has its own optimiser, so this only rescales)"""
     max_grad_norm: float = 10.0
@@ -230,6 +232,14 @@ def aggregate_ratio(logratio: torch.Tensor, how: str) -> torch.Tensor:
     if how == "prod":
         return logratio.sum(-1).exp()
     return logratio.exp().mean(-1)
+
+
+def bounds_loss(mean: torch.Tensor) -> torch.Tensor:
+    """Squared distance of the action means outside the env's clip range [-1, 1], summed over action
+    dimensions: (..., action_dim) -> (...). Beyond the range every sample is clipped to the same
+    command, so the policy gradient stops seeing that dimension and its mean can drift away
+    unchecked; this penalty (rl_games' bounds loss, --bounds-loss-coef) pulls it back."""
+    return ((mean - 1.0).clamp(min=0.0) ** 2 + (mean + 1.0).clamp(max=0.0) ** 2).sum(-1)
 
 
 def clipped_policy_loss(ratio, advantages, clip_coef: float):
@@ -537,17 +547,22 @@ if __name__ == "__main__":
                 ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
                 mb_adv = b_advantages[mb][:, None].expand_as(ratio)  # one centralised advantage
                 entropy = dist.entropy().sum(-1)  # (mb, A)
+                b_loss = bounds_loss(dist.loc)  # (mb, A)
                 with torch.no_grad():
                     joint_logratio = logratio.sum(-1)
                     old_approx_kl = (-joint_logratio).mean()
                     approx_kl = ((joint_logratio.exp() - 1) - joint_logratio).mean()
+                    mean_outside = (dist.loc.abs() > 1.0).float().mean()
                 if args.share_param:  # one loss over every agent's samples, one optimiser step
                     pg_loss, clipfrac = clipped_policy_loss(ratio, mb_adv, args.clip_coef)
                     entropy_loss = entropy.mean()
-                    losses = [pg_loss - args.ent_coef * entropy_loss]
+                    losses = [pg_loss - args.ent_coef * entropy_loss + args.bounds_loss_coef * b_loss.mean()]
                 else:  # independent PPO losses: every ratio is relative to the behaviour policy
                     per_agent = [clipped_policy_loss(ratio[:, i], mb_adv[:, i], args.clip_coef) for i in range(A)]
-                    losses = [loss - args.ent_coef * entropy[:, i].mean() for i, (loss, _) in enumerate(per_agent)]
+                    losses = [
+                        loss - args.ent_coef * entropy[:, i].mean() + args.bounds_loss_coef * b_loss[:, i].mean()
+                        for i, (loss, _) in enumerate(per_agent)
+                    ]
                     pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
                     clipfrac = torch.stack([cf for _, cf in per_agent]).mean()
                     entropy_loss = entropy.mean()
@@ -593,8 +608,10 @@ if __name__ == "__main__":
             "losses/clipfrac": torch.stack(clipfracs).mean(),
             "losses/explained_variance": explained_var,
             "losses/actor_grad_norm": torch.stack(actor_grad_norms).mean(),
+            "losses/bounds_loss": b_loss.mean().detach(),
             "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
             "charts/action_std": std,
+            "charts/action_mean_outside": mean_outside,  # share of action means beyond [-1, 1]
             "charts/value_norm_mean": value_norm.stats()[0],
         }
         for k, name in enumerate(term_names):

@@ -21,7 +21,7 @@ TINY += ["--hidden-sizes", 16, 16]
 
 def update_args(**overrides):
     args = dict(num_minibatches=2, update_epochs=3, clip_coef=0.2, ent_coef=0.01, max_grad_norm=10.0)
-    args.update(action_aggregation="prod", factor_clip=None)
+    args.update(action_aggregation="prod", factor_clip=None, bounds_loss_coef=0.0)
     args.update(overrides)
     return SimpleNamespace(**args)
 
@@ -142,9 +142,10 @@ def test_smoke_run_factor_tags_and_save_evaluate(tmp_path, how):
     for i in range(2):
         for key in ("mean", "min", "max", "std", "outside_clip"):
             assert f"factor/agent{i}/{key}" in tags and f"factor/position{i}/{key}" in tags
-        for key in ("policy_loss", "approx_kl", "clipfrac", "entropy", "grad_norm"):
+        for key in ("policy_loss", "approx_kl", "clipfrac", "entropy", "grad_norm", "bounds_loss", "mean_outside"):
             assert f"losses/agent{i}/{key}" in tags
     assert {"charts/success_rate", "charts/episodic_return", "losses/value_loss", "eval/success_rate"} <= tags
+    assert {"losses/bounds_loss", "charts/action_mean_outside"} <= tags
     ckpt = glob.glob(os.path.join(run_dir, "*.cleanrl_model"))[0]
     saved = torch.load(ckpt, weights_only=False)
     assert saved["algo"] == "happo" and len(saved["actors"]) == 2
@@ -180,3 +181,26 @@ def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     happo.check_resume(saved, happo.Args(total_timesteps=10, checkpoint_every=1))
     with pytest.raises(ValueError, match="--action-aggregation 'prod' -> 'mean'"):
         happo.check_resume(saved, happo.Args(action_aggregation="mean"))
+
+
+def test_bounds_loss_coef_pulls_a_saturated_mean_back_into_range():
+    """A yaw mean far below -1 (every sample clipped to the same command) gets no policy gradient
+    from advantages that ignore it; --bounds-loss-coef brings it back towards the range."""
+    assert torch.allclose(happo.bounds_loss(torch.tensor([[0.5, 1.5, -2.0]])), torch.tensor([1.25]))
+
+    def yaw_mean_after(coef):
+        actors, optimizers, obs, actions, logprobs, _ = make_batch(1, B=128)
+        with torch.no_grad():
+            actors[0].mean.bias[2] -= 3.0
+            logprobs = happo.policy(actors, obs).log_prob(actions)
+        zero_adv, ones = torch.zeros(128), torch.ones(128)
+        args = update_args(update_epochs=50, num_minibatches=1, bounds_loss_coef=coef)
+        stats = happo.happo_actor_update(
+            actors[0], optimizers[0], obs[:, 0], actions[:, 0], logprobs[:, 0], zero_adv, ones, args
+        )
+        return actors[0](obs[:, 0])[0][:, 2].mean().item(), stats
+
+    unchanged, stats = yaw_mean_after(0.0)
+    assert unchanged == pytest.approx(-3.0, abs=0.05) and stats["mean_outside"] > 0.3
+    pulled, stats = yaw_mean_after(1.0)
+    assert -1.5 < pulled < -0.9 and stats["bounds_loss"] < 1.0

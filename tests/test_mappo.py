@@ -111,6 +111,8 @@ def test_smoke_run_logs_tags_saves_and_evaluates(tmp_path):
         "charts/learning_rate",
         "charts/success_rate",
         "charts/action_std",
+        "charts/action_mean_outside",
+        "losses/bounds_loss",
         "losses/value_loss",
         "losses/policy_loss",
         "losses/entropy",
@@ -172,3 +174,10 @@ def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     mappo.check_resume(saved, mappo.Args(total_timesteps=10, eval_envs=3))  # run length and I/O may change
     with pytest.raises(ValueError, match="--gamma 0.99 -> 0.9"):
         mappo.check_resume(saved, mappo.Args(gamma=0.9))
+
+
+def test_bounds_loss_known_answer():
+    """0 inside [-1, 1], squared excess outside, summed over action dimensions."""
+    mean = torch.tensor([[0.5, 1.5, -2.0], [1.0, -1.0, 0.0]])
+    assert torch.allclose(mappo.bounds_loss(mean), torch.tensor([0.25 + 1.0, 0.0]))
+    assert mappo.bounds_loss(torch.zeros(3, 2, 3)).shape == (3, 2)
