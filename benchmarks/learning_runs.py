@@ -33,6 +33,10 @@ CONFIGS = {
     # Free, unbounded action std from 1 (OpenRL's, which MAPush's working MAPPO used) instead of HARL's <= 0.5.
     "mappo_std_free": ["mappo_mapush.py", "--std-type", "free"],
     "happo_prod_std_free": ["happo_mapush.py", "--std-type", "free"],
+    # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
+    # (constant full-rate spin), where clipping hides it from the policy gradient.
+    "mappo_bounds0.1": ["mappo_mapush.py", "--bounds-loss-coef", "0.1"],
+    "happo_prod_bounds0.1": ["happo_mapush.py", "--bounds-loss-coef", "0.1"],
     # HAPPO with MAPPO's hyper-parameters (README), for a like-for-like comparison.
     "happo_mappo_hparams_prod": ["happo_mapush.py", "--hidden-sizes", "128", "128", "--actor-lr", "5e-4"]
     + ["--critic-lr", "5e-4", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99"],
@@ -225,7 +229,11 @@ def summarise() -> None:
         return
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     colours = dict(
-        zip(CONFIGS, ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink"])
+        zip(
+            CONFIGS,
+            ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive"]
+            + ["tab:brown", "tab:gray"],
+        )
     )
     for config, runs in curves.items():
         for k, (_seed, train) in enumerate(runs):

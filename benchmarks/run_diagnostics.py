@@ -21,6 +21,7 @@ COLUMNS = {  # column title: TensorBoard tag
     "approx KL": "losses/approx_kl",
     "clipfrac": "losses/clipfrac",
     "action std": "charts/action_std",
+    "means outside [-1,1]": "charts/action_mean_outside",
     "M std": "factor/position1/std",
     "M min": "factor/position1/min",
     "M max": "factor/position1/max",
