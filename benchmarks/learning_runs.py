@@ -40,6 +40,9 @@ CONFIGS = {
     # HAPPO with MAPPO's hyper-parameters (README), for a like-for-like comparison.
     "happo_mappo_hparams_prod": ["happo_mapush.py", "--hidden-sizes", "128", "128", "--actor-lr", "5e-4"]
     + ["--critic-lr", "5e-4", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99"],
+    # And the mirror: MAPPO with HAPPO's defaults (HAPPO's defaults did not drift where MAPPO's did).
+    "mappo_happo_hparams": ["mappo_mapush.py", "--hidden-sizes", "256", "256", "--actor-lr", "1e-3"]
+    + ["--critic-lr", "1e-3", "--num-minibatches", "2", "--ent-coef", "0.03", "--gamma", "0.97"],
 }
 CHECKPOINT_EVERY = 20  # iterations between checkpoints (655k env steps at 512 x 64): what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
