@@ -28,6 +28,8 @@ COLUMNS = {  # column title: TensorBoard tag
     "M outside clip": "factor/position1/outside_clip",
     "approach": "rewards/approach",
     "collision": "rewards/collision",
+    "failure": "rewards/failure",
+    "success": "rewards/success",
 }
 
 
