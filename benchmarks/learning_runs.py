@@ -213,7 +213,7 @@ def summarise() -> None:
         ev = final.get("eval")
         lines.append(
             f"| {config} | {seed} | {int(train[-1]['global_step']):,} | {tail_mean:.3f} | "
-            + (f"{ev:.3f}" if ev is not None else ("stopped" if config.startswith("partial-") else "running"))
+            + (f"{ev:.3f}" if ev is not None else ("stopped" if config.startswith("partial-") else "not finished"))
             + f" | {final.get('eval_finish_time_s', float('nan')):.1f} | {final.get('eval_collaboration', float('nan')):.2f}"
             + f" | {train[-1]['sps']} | {float(train[-1]['wall_s']) / 60:.0f} |"
         )
@@ -239,12 +239,15 @@ def summarise() -> None:
         )
     )
     for config, runs in curves.items():
+        stopped = config.startswith("partial-")  # drawn dashed, in the colour of their config
+        colour = colours.get(config[len("partial-") :] if stopped else config)
         for k, (_seed, train) in enumerate(runs):
             rates = window_rates(train, 1e6)
             steps = [step / 1e6 for step, _, _ in rates]
             for ax, column in zip(axes, [1, 2]):
                 ys = [r[column] for r in rates]
-                ax.plot(steps, ys, color=colours.get(config), alpha=0.8, label=config if k == 0 else None)
+                style = dict(color=colour, alpha=0.8, linestyle="--" if stopped else "-", linewidth=1.2)
+                ax.plot(steps, ys, label=config if k == 0 else None, **style)
     axes[0].set_ylabel("training success rate (episodes of the last 1M steps)")
     axes[1].set_ylabel("episodic return per agent (last 1M steps)")
     for ax in axes:
