@@ -365,14 +365,16 @@ if __name__ == "__main__":
         raise SystemExit(0)
 
     backend = envs.resolve_backend(args.backend, str(device))
-    resumed = None  # with --resume: the checkpoint to continue from, and its run directory
+    resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
         resumed = torch.load(args.resume, map_location=device, weights_only=False)
         if "actor_optimizers" not in resumed:
             raise ValueError(f"{args.resume} holds no training state (written before --resume existed)")
         check_resume(resumed["args"], args)
     run_dir = (
-        os.path.dirname(args.resume) if resumed else f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
+        os.path.dirname(os.path.abspath(args.resume))
+        if resumed
+        else f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
     )
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
     if resumed is None:
