@@ -294,9 +294,9 @@ def happo_actor_update(
             ratio = aggregate_ratio(logratio, args.action_aggregation)
             pg_loss, clipfrac = clipped_policy_loss(ratio, advantages[mb], args.clip_coef, factor[mb])
             entropy = dist.entropy().sum(-1).mean()
-            b_loss = bounds_loss(mean).mean()
+            bound_penalty = bounds_loss(mean).mean()
             optimizer.zero_grad()
-            (pg_loss - args.ent_coef * entropy + args.bounds_loss_coef * b_loss).backward()
+            (pg_loss - args.ent_coef * entropy + args.bounds_loss_coef * bound_penalty).backward()
             grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
             optimizer.step()
             clipfracs.append(clipfrac)
@@ -305,7 +305,7 @@ def happo_actor_update(
     return {
         "policy_loss": pg_loss.detach(),
         "entropy": entropy.detach(),
-        "bounds_loss": b_loss.detach(),
+        "bounds_loss": bound_penalty.detach(),
         "mean_outside": (mean.detach().abs() > 1.0).float().mean(),
         "old_approx_kl": (-joint_logratio).mean(),
         "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),

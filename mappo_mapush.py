@@ -549,7 +549,7 @@ if __name__ == "__main__":
                 ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
                 mb_adv = b_advantages[mb][:, None].expand_as(ratio)  # one centralised advantage
                 entropy = dist.entropy().sum(-1)  # (mb, A)
-                b_loss = bounds_loss(dist.loc)  # (mb, A)
+                bound_penalty = bounds_loss(dist.loc)  # (mb, A)
                 with torch.no_grad():
                     joint_logratio = logratio.sum(-1)
                     old_approx_kl = (-joint_logratio).mean()
@@ -558,11 +558,11 @@ if __name__ == "__main__":
                 if args.share_param:  # one loss over every agent's samples, one optimiser step
                     pg_loss, clipfrac = clipped_policy_loss(ratio, mb_adv, args.clip_coef)
                     entropy_loss = entropy.mean()
-                    losses = [pg_loss - args.ent_coef * entropy_loss + args.bounds_loss_coef * b_loss.mean()]
+                    losses = [pg_loss - args.ent_coef * entropy_loss + args.bounds_loss_coef * bound_penalty.mean()]
                 else:  # independent PPO losses: every ratio is relative to the behaviour policy
                     per_agent = [clipped_policy_loss(ratio[:, i], mb_adv[:, i], args.clip_coef) for i in range(A)]
                     losses = [
-                        loss - args.ent_coef * entropy[:, i].mean() + args.bounds_loss_coef * b_loss[:, i].mean()
+                        loss - args.ent_coef * entropy[:, i].mean() + args.bounds_loss_coef * bound_penalty[:, i].mean()
                         for i, (loss, _) in enumerate(per_agent)
                     ]
                     pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
@@ -610,7 +610,7 @@ if __name__ == "__main__":
             "losses/clipfrac": torch.stack(clipfracs).mean(),
             "losses/explained_variance": explained_var,
             "losses/actor_grad_norm": torch.stack(actor_grad_norms).mean(),
-            "losses/bounds_loss": b_loss.mean().detach(),
+            "losses/bounds_loss": bound_penalty.mean().detach(),
             "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
             "charts/action_std": std,
             "charts/action_mean_outside": mean_outside,  # share of action means beyond [-1, 1]
