@@ -4,7 +4,8 @@ Runs each (config, seed) as a subprocess of the training script, one at a time, 
 per-iteration curve to benchmarks/results/learning/<config>__seed<k>.csv as it comes. A run whose
 CSV ends with its final evaluation is skipped; a run that was stopped is resumed (--resume) from
 its newest checkpoint (saved every CHECKPOINT_EVERY iterations), its CSV cut back to that point, so
-the launcher can be stopped and restarted and work accumulates across sessions. `--plot` only (re)draws the summary table and the PNG plot.
+the launcher can be stopped and restarted and work accumulates across sessions. `--plot` only
+(re)draws the summary table and the PNG plot.
 
     python benchmarks/learning_runs.py --configs mappo --seeds 1 2 3         # run (and plot)
     python benchmarks/learning_runs.py --plot                                  # summary + plot only
