@@ -34,6 +34,8 @@ CONFIGS = {
     # Free, unbounded action std from 1 (OpenRL's, which MAPush's working MAPPO used) instead of HARL's <= 0.5.
     "mappo_std_free": ["mappo_mapush.py", "--std-type", "free"],
     "happo_prod_std_free": ["happo_mapush.py", "--std-type", "free"],
+    # Both of the AGN baseline's policy settings at once: lr 5e-3 and the free std.
+    "mappo_lr5e-3_std_free": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"],
     # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
     # (constant full-rate spin), where clipping hides it from the policy gradient.
     "mappo_bounds0.1": ["mappo_mapush.py", "--bounds-loss-coef", "0.1"],
