@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 TINY = ["--num-envs", "8", "--num-steps", "8", "--max-episode-steps", "6", "--eval-envs", "4", "--hidden-sizes", "8"]
@@ -60,3 +61,21 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     cells = dict(zip(header, [c.strip() for c in rows[0].strip("|").split("|")]))
     assert cells["steps (M)"] == "0-1" and all(v != "" for v in cells.values()), cells  # every column measured
     assert 0.0 < float(cells["M min"]) <= 1.0 <= float(cells["M max"])
+
+
+def test_every_launcher_config_parses_with_its_script():
+    """A typo in a benchmark configuration would only show after hours; the scripts' Args catch it."""
+    import tyro
+
+    import happo_mapush
+    import mappo_mapush
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import learning_runs
+
+    scripts = {"mappo_mapush.py": mappo_mapush, "happo_mapush.py": happo_mapush}
+    for name, (script, *flags) in learning_runs.CONFIGS.items():
+        args = tyro.cli(scripts[script].Args, args=flags)
+        assert args.seed == 1, name
+    with pytest.raises(SystemExit):  # and a misspelt flag is refused, so the loop above can fail
+        tyro.cli(mappo_mapush.Args, args=["--actor-lr", "5e-3", "--std-typ", "free"])
