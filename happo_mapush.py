@@ -45,6 +45,9 @@ class Args:
     """path of a saved model: evaluate it (deterministic actions) and exit, no training"""
     eval_envs: int = 300
     """number of environments for evaluation; the first episode of each counts (MAPush: 300)"""
+    eval_every: int = 0
+    """also evaluate every this many iterations during training and log eval/* (0: only at the end,
+    with --save-model; torch backend). With a free std, training success can understate the policy"""
     backend: Literal["auto", "torch", "isaacgym"] = "auto"
     """environment backend: torch surrogate, Isaac Gym (MAPush), or auto (Isaac Gym if usable)"""
     compile_env: bool = False
@@ -420,7 +423,7 @@ def evaluate(
 
 # Flags a resumed run may change: how long it runs and what it writes, never what it learns.
 RESUMABLE_CHANGES = ("total_timesteps", "num_iterations", "checkpoint_every", "save_model", "resume")
-RESUMABLE_CHANGES += ("eval_envs", "capture_video", "cuda", "compile_env")
+RESUMABLE_CHANGES += ("eval_envs", "eval_every", "capture_video", "cuda", "compile_env")
 
 
 def check_resume(saved_args: Dict, args) -> None:
@@ -471,6 +474,8 @@ if __name__ == "__main__":
         raise SystemExit(0)
 
     backend = envs.resolve_backend(args.backend, str(device))
+    if args.eval_every > 0 and backend == "isaacgym":
+        raise ValueError("--eval-every needs the torch backend: Isaac Gym runs one simulation per process")
     resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
         resumed = torch.load(args.resume, map_location=device, weights_only=False)
@@ -721,6 +726,17 @@ if __name__ == "__main__":
             writer.add_scalar("charts/success_rate", successes / finished, global_step)
             line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
         print(line, flush=True)
+        if args.eval_every > 0 and iteration % args.eval_every == 0:
+            # Deterministic actions on fresh envs (own generator: the training run's random numbers
+            # are untouched); the time it takes is left out of SPS.
+            eval_start = time.time()
+            metrics = evaluate(
+                actors, args.eval_envs, device, args.seed + 10_000, backend, None, args.max_episode_steps
+            )
+            for key, value in metrics.items():
+                writer.add_scalar(f"eval/{key}", value, global_step)
+            print(f"evaluation at global_step={global_step} on {args.eval_envs} envs: {metrics}", flush=True)
+            start_time += time.time() - eval_start
         if args.save_model and args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
             save_checkpoint()
 

@@ -34,8 +34,21 @@ CONFIGS = {
     # Free, unbounded action std from 1 (OpenRL's, which MAPush's working MAPPO used) instead of HARL's <= 0.5.
     "mappo_std_free": ["mappo_mapush.py", "--std-type", "free"],
     "happo_prod_std_free": ["happo_mapush.py", "--std-type", "free"],
-    # Both of the AGN baseline's policy settings at once: lr 5e-3 and the free std.
-    "mappo_lr5e-3_std_free": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"],
+    # Both of the AGN baseline's policy settings at once: lr 5e-3 and the free std. The free std grows
+    # without bound, so training success (sampled actions) understates the policy: evaluate every ~1M.
+    "mappo_lr5e-3_std_free": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"]
+    + ["--eval-every", "30"],
+    # HAPPO with exactly the flags of the config above (MAPPO's hyper-parameters, lr 5e-3, free std).
+    "happo_prod_mappo_hparams_lr5e-3_std_free": [
+        "happo_mapush.py",
+        "--hidden-sizes",
+        "128",
+        "128",
+        "--actor-lr",
+        "5e-3",
+    ]
+    + ["--critic-lr", "5e-3", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99", "--std-type", "free"]
+    + ["--eval-every", "30"],
     # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
     # (constant full-rate spin), where clipping hides it from the policy gradient.
     "mappo_bounds0.1": ["mappo_mapush.py", "--bounds-loss-coef", "0.1"],
@@ -50,6 +63,7 @@ CONFIGS = {
 CHECKPOINT_EVERY = 20  # iterations between checkpoints (655k env steps at 512 x 64): what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
 EVAL_LINE = re.compile(r"evaluation on (\d+) envs: (\{.*\})")
+DURING_EVAL_LINE = re.compile(r"evaluation at global_step=(\d+) on (\d+) envs: (\{.*\})")  # --eval-every
 
 
 def csv_path(config: str, seed: int) -> str:
@@ -84,12 +98,13 @@ def resume_point(config: str, seed: int):
 
 
 def rows_up_to(path: str, global_step: int):
-    """The CSV's training rows up to global_step (a resumed run rewrites what came after)."""
+    """The CSV's training (and during-training evaluation) rows up to global_step (a resumed run
+    rewrites what came after)."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
         rows = list(csv.reader(f))[1:]
-    return [row for row in rows if row[0] == "train" and int(row[1]) <= global_step]
+    return [row for row in rows if row[0] in ("train", "during_eval") and int(row[1]) <= global_step]
 
 
 def run(config: str, seed: int, total_timesteps: int, extra) -> None:
@@ -127,6 +142,12 @@ def run(config: str, seed: int, total_timesteps: int, extra) -> None:
                 )
                 f.flush()
                 continue
+            m = DURING_EVAL_LINE.search(line)
+            if m:  # deterministic evaluation during training (configs with --eval-every)
+                success = ast.literal_eval(m.group(3))["success_rate"]
+                out.writerow(["during_eval", m.group(1), "", m.group(2), success, "", f"{time.time() - start:.0f}"])
+                f.flush()
+                continue
             m = EVAL_LINE.search(line)
             if m:
                 metrics = ast.literal_eval(m.group(2))  # the dict of floats the script prints
@@ -147,6 +168,12 @@ def load(path: str):
     train = [r for r in rows if r["kind"] == "train"]
     final = {r["kind"]: float(r["success_rate"]) for r in rows if r["kind"].startswith("eval")}
     return train, final
+
+
+def during_evals(path: str):
+    """(env steps, deterministic evaluation success) of the evaluations run during training."""
+    rows = csv.DictReader(open(path))
+    return [(int(r["global_step"]), float(r["success_rate"])) for r in rows if r["kind"] == "during_eval"]
 
 
 def window_rates(train, window: float):
@@ -222,6 +249,13 @@ def summarise() -> None:
         )
         curves.setdefault(config, []).append((seed, train))
     lines += seed_table(curves)
+    during = {p: during_evals(p) for p in paths}
+    if any(during.values()):
+        lines += ["", "## Evaluations during training (deterministic, success rate at env steps)", ""]
+        for path, evals in during.items():
+            if evals:
+                cells = ", ".join(f"{step / 1e6:.1f}M {rate:.3f}" for step, rate in evals)
+                lines.append(f"- {os.path.basename(path)[:-4].replace('__seed', ' seed ')}: {cells}")
     with open(os.path.join(OUT, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -244,14 +278,18 @@ def summarise() -> None:
     for config, runs in curves.items():
         stopped = config.startswith("partial-")  # drawn dashed, in the colour of their config
         colour = colours.get(config[len("partial-") :] if stopped else config)
-        for k, (_seed, train) in enumerate(runs):
+        for k, (seed, train) in enumerate(runs):
             rates = window_rates(train, 1e6)
             steps = [step / 1e6 for step, _, _ in rates]
             for ax, column in zip(axes, [1, 2]):
                 ys = [r[column] for r in rates]
                 style = dict(color=colour, alpha=0.8, linestyle="--" if stopped else "-", linewidth=1.2)
                 ax.plot(steps, ys, label=config if k == 0 else None, **style)
-    axes[0].set_ylabel("training success rate (episodes of the last 1M steps)")
+            evals = during_evals(csv_path(config, int(seed)))
+            if evals:  # deterministic evaluations during training: markers on the success panel
+                xs, ys = zip(*evals)
+                axes[0].plot([x / 1e6 for x in xs], ys, "o", color=colour, markersize=4, alpha=0.8)
+    axes[0].set_ylabel("training success rate (last 1M steps); dots: evaluation")
     axes[1].set_ylabel("episodic return per agent (last 1M steps)")
     for ax in axes:
         ax.set_xlabel("env steps (millions)")

@@ -57,7 +57,8 @@ def assert_resume_is_exact(script, tiny_args, batch, tmp_path):
     """Train 3 iterations straight, and 1 iteration then --resume to 3: identical networks,
     optimisers, value normaliser and console lines (orders, success, returns) after iteration 1.
     Episodes must span the iteration boundary (tiny_args sets a short time limit) so that the
-    environment state, not only the networks, has to be restored."""
+    environment state, not only the networks, has to be restored. The split run also evaluates
+    after every iteration (--eval-every 1), which must not change what it learns either."""
     import torch
 
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -65,10 +66,14 @@ def assert_resume_is_exact(script, tiny_args, batch, tmp_path):
     split.mkdir()
     flags = list(tiny_args) + ["--save-model", "--checkpoint-every", 1]
     out_straight = run_script(script, flags + ["--total-timesteps", 3 * batch], straight)
-    run_script(script, flags + ["--total-timesteps", batch], split)
+    run_script(script, flags + ["--total-timesteps", batch, "--eval-every", 1], split)
     path, _ = checkpoint_of(split)
-    out_resumed = run_script(script, flags + ["--total-timesteps", 3 * batch, "--resume", path], split)
+    out_resumed = run_script(
+        script, flags + ["--total-timesteps", 3 * batch, "--resume", path, "--eval-every", 1], split
+    )
     assert f"resumed {path} at iteration 1, global_step={batch}" in out_resumed
+    evals = [line for line in out_resumed.splitlines() if line.startswith("evaluation at global_step=")]
+    assert [line.split()[2] for line in evals] == [f"global_step={2 * batch}", f"global_step={3 * batch}"]
 
     def iteration_lines(out):  # without the timing-dependent SPS
         return [

@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ["--num-envs", "8", "--num-steps", "8", "--max-episode-steps", "6", "--eval-envs", "4", "--hidden-sizes", "8"]
+TINY += ["--eval-every", "2"]  # a deterministic evaluation every second iteration
 
 
 def launch(tmp_path, total_timesteps):
@@ -22,6 +23,10 @@ def launch(tmp_path, total_timesteps):
     return proc.stdout, list(csv.DictReader(open(tmp_path / "happo_mean__seed3.csv")))
 
 
+def during_eval_steps(rows):
+    return [int(r["global_step"]) for r in rows if r["kind"] == "during_eval"]
+
+
 def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     _, rows = launch(tmp_path, 128)
     train = [r for r in rows if r["kind"] == "train"]
@@ -29,8 +34,10 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     assert all(r["success_rate"] != "" and int(r["episodes"]) > 0 for r in train)  # 6-step episodes end
     evals = [r["kind"] for r in rows if r["kind"].startswith("eval")]
     assert evals == ["eval", "eval_finish_time_s", "eval_collaboration"]
+    assert during_eval_steps(rows) == [128]
     summary = (tmp_path / "summary.md").read_text()
     assert "| happo_mean | 1 (1) | - | - | - | " in summary  # one finished seed, too short for 5M
+    assert "- happo_mean seed 3: 0.0M " in summary  # the evaluation during training, listed
     if importlib.util.find_spec("matplotlib") is not None:  # a benchmark-only dependency
         assert (tmp_path / "learning_curves.png").stat().st_size > 1000
     again, _ = launch(tmp_path, 128)
@@ -41,12 +48,13 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     with open(tmp_path / "happo_mean__seed3.csv", "w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=list(rows[0]))
         out.writeheader()
-        out.writerows(train + [dict(train[-1], global_step="192", success_rate="0.999")])
+        out.writerows(rows[:-3] + [dict(train[-1], global_step="192", success_rate="0.999")])
     resumed, rows = launch(tmp_path, 256)
     assert "--resume" in resumed and "happo_mean.cleanrl_model" in resumed
     train = [r for r in rows if r["kind"] == "train"]
     assert [int(r["global_step"]) for r in train] == [64, 128, 192, 256]
     assert "0.999" not in [r["success_rate"] for r in train]
+    assert during_eval_steps(rows) == [128, 256]  # kept across the resume, then continued
     assert [r["kind"] for r in rows if r["kind"] == "eval"] == ["eval"]
 
     # The diagnostics table reads the run's TensorBoard log back: HAPPO rows hold the factor.
