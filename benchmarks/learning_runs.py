@@ -39,16 +39,12 @@ CONFIGS = {
     "mappo_lr5e-3_std_free": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"]
     + ["--eval-every", "30"],
     # HAPPO with exactly the flags of the config above (MAPPO's hyper-parameters, lr 5e-3, free std).
-    "happo_prod_mappo_hparams_lr5e-3_std_free": [
-        "happo_mapush.py",
-        "--hidden-sizes",
-        "128",
-        "128",
-        "--actor-lr",
-        "5e-3",
-    ]
-    + ["--critic-lr", "5e-3", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99", "--std-type", "free"]
-    + ["--eval-every", "30"],
+    "happo_prod_mappo_hparams_lr5e-3_std_free": ["happo_mapush.py", "--hidden-sizes", "128", "128"]
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--num-minibatches", "1", "--ent-coef", "0.01"]
+    + ["--gamma", "0.99", "--std-type", "free", "--eval-every", "30"],
+    # MAPPO's free-std config without the entropy bonus: is the bonus what makes the free std grow without bound?
+    "mappo_lr5e-3_std_free_ent0": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3"]
+    + ["--std-type", "free", "--ent-coef", "0", "--eval-every", "30"],
     # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
     # (constant full-rate spin), where clipping hides it from the policy gradient.
     "mappo_bounds0.1": ["mappo_mapush.py", "--bounds-loss-coef", "0.1"],
