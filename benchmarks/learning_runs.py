@@ -263,7 +263,7 @@ def summarise() -> None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install matplotlib)")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
     colours = dict(
         zip(
             CONFIGS,
@@ -290,8 +290,8 @@ def summarise() -> None:
     for ax in axes:
         ax.set_xlabel("env steps (millions)")
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)  # one legend, beside
+    fig.tight_layout(rect=(0, 0, 0.76, 1))
     fig.savefig(os.path.join(OUT, "learning_curves.png"), dpi=100)
     print(f"wrote {os.path.join(OUT, 'learning_curves.png')}")
 
