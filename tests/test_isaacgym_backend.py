@@ -146,27 +146,32 @@ def test_auto_backend_falls_back_to_torch(monkeypatch):
     assert envs.make_env(2, backend="auto").backend == "torch"
 
 
-def test_script_with_isaacgym_backend_fails_fast_without_it(tmp_path):
-    if envs.isaacgym is not None:
-        pytest.skip("Isaac Gym is installed here")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "happo_mapush.py"),
-            "--backend",
-            "isaacgym",
-            "--num-envs",
-            "4",
-            "--num-steps",
-            "4",
-            "--total-timesteps",
-            "64",
-        ],
-        cwd=tmp_path,
+def run_with_isaacgym_backend(script, extra_args, cwd):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, script), "--backend", "isaacgym", "--num-envs", "4"]
+        + ["--num-steps", "4", "--total-timesteps", "64"]
+        + extra_args,
+        cwd=cwd,
         env=dict(os.environ, PYTHONPATH=ROOT),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_script_with_isaacgym_backend_fails_fast_without_it(tmp_path):
+    if envs.isaacgym is not None:
+        pytest.skip("Isaac Gym is installed here")
+    proc = run_with_isaacgym_backend("happo_mapush.py", [], tmp_path)
     assert proc.returncode != 0
     assert "Isaac Gym could not be imported" in proc.stderr and "--backend torch" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
+def test_eval_every_is_refused_with_isaacgym_backend(script, tmp_path):
+    # Isaac Gym allows one simulation per process, so periodic evaluation (a second set of envs)
+    # is refused before anything is built, whether or not Isaac Gym is installed.
+    proc = run_with_isaacgym_backend(script, ["--eval-every", "2"], tmp_path)
+    assert proc.returncode != 0
+    assert "--eval-every needs the torch backend" in proc.stderr
+    assert not os.path.exists(os.path.join(str(tmp_path), "runs"))
