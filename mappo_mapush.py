@@ -72,8 +72,8 @@ class Args:
     """discount factor"""
     gae_lambda: float = 0.95
     """lambda of generalised advantage estimation"""
-    num_minibatches: int = 1
-    """mini-batches per epoch (actors and critic)"""
+    num_minibatches: int = 8
+    """mini-batches per epoch (actors and critic; HARL: 1, the MAPush HAPPO fork: 2)"""
     update_epochs: int = 5
     """PPO epochs of the actors per iteration"""
     critic_epochs: int = 5
@@ -101,11 +101,20 @@ class Args:
     action_aggregation: Literal["prod", "mean"] = "prod"
     """how per-dimension probability ratios form the importance weight: product or mean"""
     std_type: Literal["harl", "free"] = "harl"
-    """action std: harl = 0.5 * sigmoid(theta), at most 0.5 (HARL); free = exp(log_std) from 1 (OpenRL, MAPPO paper)"""
+    """action std: harl = std_max * sigmoid(theta), bounded (HARL); free = exp(log_std) from 1 (OpenRL, MAPPO paper)"""
+    std_max: float = 1.0
+    """ceiling of the harl std (HARL: 0.5, which leaves ~0.18 m/s of exploration on MAPush)"""
+    obs_norm: bool = True
+    """normalise actor and critic inputs with running per-feature mean/variance of rollout data (HARL: off)"""
+    cos_sin_yaws: bool = True
+    """give the actors the observation's two relative yaws as (cos, sin) instead of angles mod 2 pi (HARL: off)"""
+    input_layernorm: bool = False
+    """LayerNorm on each network's input vector, HARL's feature normalisation (HARL: on)"""
     use_valuenorm: bool = True
     """normalise value targets with running statistics (HARL's ValueNorm)"""
-    critic_reward: Literal["sum", "mean"] = "sum"
-    """reward the centralised critic learns: the agents' rewards summed (HARL MAPush) or averaged"""
+    value_target: Literal["agent", "team-sum", "team-mean"] = "agent"
+    """agent: V(state, agent one-hot) of each agent's own reward, one advantage per agent; team-sum
+    (HARL on MAPush) / team-mean: V(state) of the agents' rewards summed / averaged, one shared advantage"""
     reward_scale: float = 1.0
     """multiplies every reward before learning (logged returns stay unscaled)"""
     bootstrap_timeouts: bool = True
@@ -130,9 +139,13 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
     return layer
 
 
-def mlp(in_dim: int, hidden_sizes: Tuple[int, ...]) -> nn.Sequential:
-    """HARL's MLPBase: LayerNorm on the input, then Linear -> ReLU -> LayerNorm blocks."""
-    layers = [nn.LayerNorm(in_dim)]
+def mlp(in_dim: int, hidden_sizes: Tuple[int, ...], input_layernorm: bool) -> nn.Sequential:
+    """HARL's MLPBase: (optionally) LayerNorm on the input, then Linear -> ReLU -> LayerNorm blocks.
+
+    The input LayerNorm removes each vector's own mean and scale: the absolute distances to box and
+    target, which this task is about, are partly lost (an imitation of the scripted controller
+    through it reaches 42 % success, 97 % with running normalisation instead; docs/results.md)."""
+    layers = [nn.LayerNorm(in_dim)] if input_layernorm else []
     for size in hidden_sizes:
         layers += [layer_init(nn.Linear(in_dim, size)), nn.ReLU(), nn.LayerNorm(size)]
         in_dim = size
@@ -142,18 +155,19 @@ def mlp(in_dim: int, hidden_sizes: Tuple[int, ...]) -> nn.Sequential:
 class Actor(nn.Module):
     """Diagonal Gaussian policy: unbounded mean, state-independent std.
 
-    std_type "harl": std = 0.5 * sigmoid(theta), theta from 1 (std 0.366, never above 0.5), as HARL.
-    std_type "free": std = exp(theta), theta from 0 (std 1, unbounded), as OpenRL and the MAPPO paper."""
+    std_type "harl": std = std_max * sigmoid(theta), theta from 1 (0.731 std_max, never above std_max),
+    as HARL with std_max 0.5. std_type "free": std = exp(theta), theta from 0 (std 1, unbounded), as
+    OpenRL and the MAPPO paper."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_sizes: Tuple[int, ...], std_type: str = "harl"):
+    def __init__(self, obs_dim, action_dim, hidden_sizes, std_type="harl", std_max=0.5, input_layernorm=True):
         super().__init__()
-        self.base = mlp(obs_dim, hidden_sizes)
+        self.base = mlp(obs_dim, hidden_sizes, input_layernorm)
         self.mean = layer_init(nn.Linear(hidden_sizes[-1], action_dim), std=0.01)
-        self.std_type = std_type
+        self.std_type, self.std_max = std_type, std_max
         self.std_theta = nn.Parameter(torch.full((action_dim,), 1.0 if std_type == "harl" else 0.0))
 
     def std(self) -> torch.Tensor:
-        return 0.5 * torch.sigmoid(self.std_theta) if self.std_type == "harl" else self.std_theta.exp()
+        return self.std_max * torch.sigmoid(self.std_theta) if self.std_type == "harl" else self.std_theta.exp()
 
     def forward(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.mean(self.base(obs)), self.std()
@@ -171,15 +185,70 @@ def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
 
 
 class Critic(nn.Module):
-    """Centralised V(state), output in normalised units when ValueNorm is on."""
+    """Centralised value of the state, (..., S) -> (..., V), in normalised units when ValueNorm is on.
 
-    def __init__(self, state_dim: int, hidden_sizes: Tuple[int, ...]):
+    per_agent: V values, V(state, one-hot of agent i) of agent i's own return, so each agent gets its
+    own advantage; else V = 1, HARL's V(state) of the team reward, one advantage for every agent."""
+
+    def __init__(self, state_dim, num_agents, hidden_sizes, per_agent=False, input_layernorm=True):
         super().__init__()
-        self.base = mlp(state_dim, hidden_sizes)
+        self.per_agent = per_agent
+        self.base = mlp(state_dim + (num_agents if per_agent else 0), hidden_sizes, input_layernorm)
         self.value = layer_init(nn.Linear(hidden_sizes[-1], 1), std=1.0)
+        self.register_buffer("agent_ids", torch.eye(num_agents), persistent=False)
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.value(self.base(state)).squeeze(-1)
+        if not self.per_agent:
+            return self.value(self.base(state))
+        V = self.agent_ids.shape[0]
+        state = state.unsqueeze(-2).expand(*state.shape[:-1], V, state.shape[-1])
+        ids = self.agent_ids.expand(*state.shape[:-1], V)
+        return self.value(self.base(torch.cat((state, ids), -1))).squeeze(-1)
+
+
+# MAPush's 8-D observation holds two angles, mod 2 pi: box yaw and the other robot's yaw, each
+# relative to the robot's own heading. They jump at 0 / 2 pi; as (cos, sin) they do not.
+OBS_YAW_FEATURES = (4, 7)
+
+
+class InputEncoder(nn.Module):
+    """Network input from an env vector: the given angle features as (cos, sin), then per-feature
+    running mean/variance normalisation clipped to +-10 (Gymnasium's NormalizeObservation, rl_games).
+
+    The statistics are merged from every batch passed with update=True (rollout data), and saved in
+    the checkpoint; evaluation only reads them. Both agents share one encoder."""
+
+    def __init__(self, dim: int, angle_features=(), normalise: bool = True, clip: float = 10.0):
+        super().__init__()
+        self.angle_features = list(angle_features)
+        self.other_features = [k for k in range(dim) if k not in self.angle_features]
+        self.out_dim = dim + len(self.angle_features)
+        self.normalise, self.clip = normalise, clip
+        self.register_buffer("mean", torch.zeros(self.out_dim))
+        self.register_buffer("var", torch.ones(self.out_dim))
+        self.register_buffer("count", torch.tensor(1e-4))  # Gymnasium's prior: mean 0, var 1, weight 1e-4
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the mean and variance of a batch (..., out_dim) into the running ones (Chan et al.)."""
+        x = x.reshape(-1, self.out_dim)
+        n = x.shape[0]
+        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean.add_(delta * n / total)
+        self.var.copy_((self.var * self.count + batch_var * n + delta**2 * self.count * n / total) / total)
+        self.count.copy_(total)
+
+    def forward(self, x: torch.Tensor, update: bool = False) -> torch.Tensor:
+        if self.angle_features:
+            angles = x[..., self.angle_features]
+            x = torch.cat((x[..., self.other_features], angles.cos(), angles.sin()), -1)
+        if not self.normalise:
+            return x
+        if update:
+            self.update(x)
+        return ((x - self.mean) / (self.var + 1e-8).sqrt()).clamp(-self.clip, self.clip)
 
 
 class ValueNorm(nn.Module):
@@ -269,6 +338,7 @@ def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta
 @torch.no_grad()
 def evaluate(
     actors: nn.ModuleList,
+    obs_encoder: nn.Module,
     num_envs: int,
     device: torch.device,
     seed: int,
@@ -292,7 +362,7 @@ def evaluate(
     for t in range(env.max_episode_steps + 1):
         if video_path is not None and not bool(first_done[0]):
             frames.append(env.render(0))
-        obs, _, _, terminated, truncated, info = env.step(policy(actors, obs).mean)
+        obs, _, _, terminated, truncated, info = env.step(policy(actors, obs_encoder(obs)).mean)
         running = ~first_done
         near_steps += (info["robots_near_box"] & running).float()
         steps += running.float()
@@ -331,22 +401,33 @@ def check_resume(saved_args: Dict, args) -> None:
         raise ValueError("cannot resume with different flags: " + ", ".join(changed))
 
 
+def make_networks(args, obs_dim: int, state_dim: int, action_dim: int, num_agents: int, device):
+    """Input encoders, actors and critic as the flags say (for training and for loading a checkpoint)."""
+    obs_encoder = InputEncoder(obs_dim, OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
+    state_encoder = InputEncoder(state_dim, (), args.obs_norm)  # the state holds yaws as cos, sin already
+    num_actors = 1 if args.share_param else num_agents
+    actors = nn.ModuleList(
+        Actor(obs_encoder.out_dim, action_dim, args.hidden_sizes, args.std_type, args.std_max, args.input_layernorm)
+        for _ in range(num_actors)
+    )
+    per_agent = args.value_target == "agent"
+    critic = Critic(state_encoder.out_dim, num_agents, args.hidden_sizes, per_agent, args.input_layernorm)
+    return obs_encoder.to(device), state_encoder.to(device), actors.to(device), critic.to(device)
+
+
 def load_checkpoint(path: str, device: torch.device):
-    """Rebuild actors, critic and value normaliser from a checkpoint written by --save-model."""
+    """Rebuild encoders, actors, critic and value normaliser from a checkpoint written by --save-model."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
     saved = ckpt["args"]
-    hidden = tuple(saved["hidden_sizes"])
-    std_type = saved.get("std_type", "harl")
-    actors = nn.ModuleList(
-        [Actor(ckpt["obs_dim"], ckpt["action_dim"], hidden, std_type) for _ in range(len(ckpt["actors"]))]
-    ).to(device)
+    sizes = (ckpt["obs_dim"], ckpt["state_dim"], ckpt["action_dim"], ckpt["num_agents"])
+    obs_encoder, state_encoder, actors, critic = make_networks(Args(**saved), *sizes, device)
+    for module, key in ((obs_encoder, "obs_encoder"), (state_encoder, "state_encoder"), (critic, "critic")):
+        module.load_state_dict(ckpt[key])
     for actor, state in zip(actors, ckpt["actors"]):
         actor.load_state_dict(state)
-    critic = Critic(ckpt["state_dim"], hidden).to(device)
-    critic.load_state_dict(ckpt["critic"])
     value_norm = ValueNorm().to(device)
     value_norm.load_state_dict(ckpt["value_norm"])
-    return actors.eval(), critic, value_norm, saved
+    return obs_encoder, actors.eval(), critic, value_norm, saved
 
 
 if __name__ == "__main__":
@@ -359,10 +440,10 @@ if __name__ == "__main__":
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     if args.eval_checkpoint is not None:
-        actors, _, _, saved = load_checkpoint(args.eval_checkpoint, device)
+        obs_encoder, actors, _, _, saved = load_checkpoint(args.eval_checkpoint, device)
         video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
         metrics = evaluate(
-            actors, args.eval_envs, device, args.seed + 10_000, args.backend, video, args.max_episode_steps
+            actors, obs_encoder, args.eval_envs, device, args.seed + 10_000, args.backend, video, args.max_episode_steps
         )
         print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
         raise SystemExit(0)
@@ -402,12 +483,8 @@ if __name__ == "__main__":
     env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
     A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
 
-    num_actors = 1 if args.share_param else A
-    actors = nn.ModuleList(
-        [Actor(obs_dim, action_dim, args.hidden_sizes, args.std_type) for _ in range(num_actors)]
-    ).to(device)
+    obs_encoder, state_encoder, actors, critic = make_networks(args, obs_dim, state_dim, action_dim, A, device)
     actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
-    critic = Critic(state_dim, args.hidden_sizes).to(device)
     critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
     value_norm = ValueNorm().to(device)
 
@@ -416,13 +493,14 @@ if __name__ == "__main__":
 
     # ALGO Logic: Storage setup
     T, E = args.num_steps, args.num_envs
-    obs_buf = torch.zeros((T, E, A, obs_dim), device=device)
-    states_buf = torch.zeros((T, E, state_dim), device=device)
+    V = A if args.value_target == "agent" else 1  # values per env step: one per agent, or the team's
+    obs_buf = torch.zeros((T, E, A, obs_encoder.out_dim), device=device)  # encoded, as the actors saw them
+    states_buf = torch.zeros((T, E, state_dim), device=device)  # encoded
     actions_buf = torch.zeros((T, E, A, action_dim), device=device)
     logprobs_buf = torch.zeros((T, E, A, action_dim), device=device)  # per dimension, as HARL
-    rewards_buf = torch.zeros((T, E), device=device)  # critic reward (scaled), + timeout bootstrap
-    dones_buf = torch.zeros((T, E), device=device)
-    values_buf = torch.zeros((T, E), device=device)  # critic output (normalised units)
+    rewards_buf = torch.zeros((T, E, V), device=device)  # critic reward (scaled), + timeout bootstrap
+    dones_buf = torch.zeros((T, E, 1), device=device)
+    values_buf = torch.zeros((T, E, V), device=device)  # critic output (normalised units)
 
     def random_states() -> Dict:
         """Every random-number generator the run draws from (the torch env saves its own)."""
@@ -446,10 +524,13 @@ if __name__ == "__main__":
             "args": asdict(args),
             "algo": "mappo",
             "obs_dim": obs_dim,
+            "num_agents": A,
             "state_dim": state_dim,
             "action_dim": action_dim,
             "actors": [actor.state_dict() for actor in actors],
             "critic": critic.state_dict(),
+            "obs_encoder": obs_encoder.state_dict(),
+            "state_encoder": state_encoder.state_dict(),
             "value_norm": value_norm.state_dict(),
             "global_step": global_step,
             "iteration": iteration,
@@ -469,6 +550,8 @@ if __name__ == "__main__":
         for opt, state in zip(actor_optimizers, resumed["actor_optimizers"]):
             opt.load_state_dict(state)
         critic.load_state_dict(resumed["critic"])
+        obs_encoder.load_state_dict(resumed["obs_encoder"])
+        state_encoder.load_state_dict(resumed["state_encoder"])
         critic_optimizer.load_state_dict(resumed["critic_optimizer"])
         value_norm.load_state_dict(resumed["value_norm"])
         restore_random_states(resumed["rng"])
@@ -491,27 +574,30 @@ if __name__ == "__main__":
         term_sums = torch.zeros(len(term_names), device=device)
         for step in range(T):
             global_step += E
-            obs_buf[step] = next_obs
-            states_buf[step] = next_state
-
-            # ALGO LOGIC: action logic
+            # ALGO LOGIC: action logic. The encoders' running statistics take in each observation once.
             with torch.no_grad():
-                dist = policy(actors, next_obs)
+                obs_buf[step] = obs_input = obs_encoder(next_obs, update=True)
+                states_buf[step] = state_input = state_encoder(next_state, update=True)
+                dist = policy(actors, obs_input)
                 action = dist.sample()
                 logprobs_buf[step] = dist.log_prob(action)
-                values_buf[step] = critic(next_state)
+                values_buf[step] = critic(state_input)
             actions_buf[step] = action
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, next_state, reward, terminated, truncated, info = env.step(action)
-            team = reward.sum(1) if args.critic_reward == "sum" else reward.mean(1)
-            team = team * args.reward_scale
+            if args.value_target != "agent":  # one team reward (E, 1)
+                reward = (
+                    reward.sum(1, keepdim=True) if args.value_target == "team-sum" else reward.mean(1, keepdim=True)
+                )
+            reward = reward * args.reward_scale
             done = terminated | truncated
             if args.bootstrap_timeouts:  # a time limit is not a terminal state: add gamma * V(s_final)
                 with torch.no_grad():
-                    team = team + args.gamma * truncated.float() * denorm(critic(info["final_state"]))
-            rewards_buf[step] = team
-            dones_buf[step] = done.float()
+                    final_value = denorm(critic(state_encoder(info["final_state"])))
+                    reward = reward + args.gamma * truncated.float()[:, None] * final_value
+            rewards_buf[step] = reward
+            dones_buf[step] = done.float()[:, None]
             done_f = done.float()
             stats += torch.stack(
                 (
@@ -525,7 +611,7 @@ if __name__ == "__main__":
 
         # bootstrap value if not done
         with torch.no_grad():
-            next_value = denorm(critic(next_state))
+            next_value = denorm(critic(state_encoder(next_state)))
             values_raw = denorm(values_buf)
             advantages, returns = compute_gae(
                 rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda
@@ -533,13 +619,13 @@ if __name__ == "__main__":
 
         # flatten the batch
         B = T * E
-        b_obs = obs_buf.reshape(B, A, obs_dim)
+        b_obs = obs_buf.reshape(B, A, obs_encoder.out_dim)
         b_states = states_buf.reshape(B, state_dim)
         b_actions = actions_buf.reshape(B, A, action_dim)
         b_logprobs = logprobs_buf.reshape(B, A, action_dim)
-        b_advantages = advantages.reshape(B)
-        b_returns = returns.reshape(B)
-        b_values = values_buf.reshape(B)
+        b_advantages = advantages.reshape(B, V)
+        b_returns = returns.reshape(B, V)
+        b_values = values_buf.reshape(B, V)
         if args.norm_adv:  # once per iteration over the whole batch (HARL), not per mini-batch
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
 
@@ -552,7 +638,7 @@ if __name__ == "__main__":
                 dist = policy(actors, b_obs[mb])
                 logratio = dist.log_prob(b_actions[mb]) - b_logprobs[mb]  # (mb, A, action_dim)
                 ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
-                mb_adv = b_advantages[mb][:, None].expand_as(ratio)  # one centralised advantage
+                mb_adv = b_advantages[mb].expand_as(ratio)  # each agent's own, or the team's
                 entropy = dist.entropy().sum(-1)  # (mb, A)
                 bound_penalty = bounds_loss(dist.loc)  # (mb, A)
                 with torch.no_grad():
@@ -602,7 +688,7 @@ if __name__ == "__main__":
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes (one host sync per iteration)
         with torch.no_grad():
-            y_pred, y_true = values_raw.reshape(B), b_returns
+            y_pred, y_true = values_raw.reshape(B, V), b_returns
             explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
             std = torch.stack([a.std() for a in actors]).mean()
         logged = {
@@ -641,7 +727,7 @@ if __name__ == "__main__":
             # are untouched); the time it takes is left out of SPS.
             eval_start = time.time()
             metrics = evaluate(
-                actors, args.eval_envs, device, args.seed + 10_000, backend, None, args.max_episode_steps
+                actors, obs_encoder, args.eval_envs, device, args.seed + 10_000, backend, None, args.max_episode_steps
             )
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, global_step)
@@ -660,7 +746,14 @@ if __name__ == "__main__":
         else:
             video = f"{run_dir}/eval.gif" if args.capture_video else None
             metrics = evaluate(
-                actors.eval(), args.eval_envs, device, args.seed + 10_000, backend, video, args.max_episode_steps
+                actors.eval(),
+                obs_encoder,
+                args.eval_envs,
+                device,
+                args.seed + 10_000,
+                backend,
+                video,
+                args.max_episode_steps,
             )
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, global_step)

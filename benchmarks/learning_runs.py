@@ -25,36 +25,46 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "benchmarks", "results", "learning")
+# HARL's original settings, spelled out (the scripts' defaults are the recipe of docs/results.md):
+# MAPPO as HARL's mappo.yaml, HAPPO as the MAPush HARL fork ran it.
+HARL_MAPPO = ["--num-minibatches", "1", "--std-max", "0.5", "--no-obs-norm", "--no-cos-sin-yaws"]
+HARL_MAPPO += ["--input-layernorm", "--value-target", "team-sum"]
+HARL_HAPPO = ["--num-minibatches", "2"] + HARL_MAPPO[2:]
+HARL_HAPPO += ["--actor-lr", "1e-3", "--critic-lr", "1e-3", "--gamma", "0.97", "--ent-coef", "0.03"]
+HARL_HAPPO += ["--hidden-sizes", "256", "256"]
+EVAL_EVERY = ["--eval-every", "30"]  # deterministic evaluation on 300 envs about every 1M env steps
 CONFIGS = {
-    "mappo": ["mappo_mapush.py"],
-    "happo_prod": ["happo_mapush.py", "--action-aggregation", "prod"],
-    "happo_mean": ["happo_mapush.py", "--action-aggregation", "mean"],
-    # MAPPO with the 10x learning rate of the MAPush OpenRL baseline that reached 90 % (AGN run).
-    "mappo_lr5e-3": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3"],
+    # The scripts' defaults (the recipe).
+    "mappo": ["mappo_mapush.py"] + EVAL_EVERY,
+    "happo_prod": ["happo_mapush.py", "--action-aggregation", "prod"] + EVAL_EVERY,
+    "happo_mean": ["happo_mapush.py", "--action-aggregation", "mean"] + EVAL_EVERY,
+    # HARL's settings.
+    "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
+    "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
+    "happo_mean_harl": ["happo_mapush.py", "--action-aggregation", "mean"] + HARL_HAPPO,
+    # From HARL's settings: MAPPO with the 10x learning rate of the MAPush OpenRL baseline that reached 90 %.
+    "mappo_lr5e-3": ["mappo_mapush.py"] + HARL_MAPPO + ["--actor-lr", "5e-3", "--critic-lr", "5e-3"],
     # Free, unbounded action std from 1 (OpenRL's, which MAPush's working MAPPO used) instead of HARL's <= 0.5.
-    "mappo_std_free": ["mappo_mapush.py", "--std-type", "free"],
-    "happo_prod_std_free": ["happo_mapush.py", "--std-type", "free"],
+    "mappo_std_free": ["mappo_mapush.py"] + HARL_MAPPO + ["--std-type", "free"],
+    "happo_prod_std_free": ["happo_mapush.py"] + HARL_HAPPO + ["--std-type", "free"],
     # Both of the AGN baseline's policy settings at once: lr 5e-3 and the free std. The free std grows
     # without bound, so training success (sampled actions) understates the policy: evaluate every ~1M.
-    "mappo_lr5e-3_std_free": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"]
-    + ["--eval-every", "30"],
+    "mappo_lr5e-3_std_free": ["mappo_mapush.py"] + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"] + EVAL_EVERY,
     # HAPPO with exactly the flags of the config above (MAPPO's hyper-parameters, lr 5e-3, free std).
-    "happo_prod_mappo_hparams_lr5e-3_std_free": ["happo_mapush.py", "--hidden-sizes", "128", "128"]
-    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--num-minibatches", "1", "--ent-coef", "0.01"]
-    + ["--gamma", "0.99", "--std-type", "free", "--eval-every", "30"],
+    "happo_prod_mappo_hparams_lr5e-3_std_free": ["happo_mapush.py"] + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"] + EVAL_EVERY,
     # MAPPO's free-std config without the entropy bonus: is the bonus what makes the free std grow without bound?
-    "mappo_lr5e-3_std_free_ent0": ["mappo_mapush.py", "--actor-lr", "5e-3", "--critic-lr", "5e-3"]
-    + ["--std-type", "free", "--ent-coef", "0", "--eval-every", "30"],
+    "mappo_lr5e-3_std_free_ent0": ["mappo_mapush.py"] + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free", "--ent-coef", "0"] + EVAL_EVERY,
     # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
     # (constant full-rate spin), where clipping hides it from the policy gradient.
-    "mappo_bounds0.1": ["mappo_mapush.py", "--bounds-loss-coef", "0.1"],
-    "happo_prod_bounds0.1": ["happo_mapush.py", "--bounds-loss-coef", "0.1"],
-    # HAPPO with MAPPO's hyper-parameters (README), for a like-for-like comparison.
-    "happo_mappo_hparams_prod": ["happo_mapush.py", "--hidden-sizes", "128", "128", "--actor-lr", "5e-4"]
-    + ["--critic-lr", "5e-4", "--num-minibatches", "1", "--ent-coef", "0.01", "--gamma", "0.99"],
-    # And the mirror: MAPPO with HAPPO's defaults (HAPPO's defaults did not drift where MAPPO's did).
-    "mappo_happo_hparams": ["mappo_mapush.py", "--hidden-sizes", "256", "256", "--actor-lr", "1e-3"]
-    + ["--critic-lr", "1e-3", "--num-minibatches", "2", "--ent-coef", "0.03", "--gamma", "0.97"],
+    "mappo_bounds0.1": ["mappo_mapush.py"] + HARL_MAPPO + ["--bounds-loss-coef", "0.1"],
+    "happo_prod_bounds0.1": ["happo_mapush.py"] + HARL_HAPPO + ["--bounds-loss-coef", "0.1"],
+    # HAPPO with MAPPO's HARL hyper-parameters, for a like-for-like comparison.
+    "happo_mappo_hparams_prod": ["happo_mapush.py"] + HARL_MAPPO,
+    # And the mirror: MAPPO with the HAPPO fork's hyper-parameters.
+    "mappo_happo_hparams": ["mappo_mapush.py"] + HARL_HAPPO,
 }
 CHECKPOINT_EVERY = 20  # iterations between checkpoints (655k env steps at 512 x 64): what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")

@@ -70,7 +70,8 @@ class ScriptedActor(torch.nn.Module):
 
 def run(num_envs: int, seed: int) -> dict:
     """MAPush's metrics (first episode of each env) with the training scripts' own evaluate()."""
-    return evaluate(torch.nn.ModuleList([ScriptedActor()]), num_envs, torch.device("cpu"), seed, "torch")
+    actors, raw_obs = torch.nn.ModuleList([ScriptedActor()]), torch.nn.Identity()
+    return evaluate(actors, raw_obs, num_envs, torch.device("cpu"), seed, "torch")
 
 
 def main() -> None:

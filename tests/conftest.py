@@ -86,7 +86,16 @@ def assert_resume_is_exact(script, tiny_args, batch, tmp_path):
     _, a = checkpoint_of(straight)
     _, b = checkpoint_of(split)
     assert a["global_step"] == b["global_step"] == 3 * batch and a["iteration"] == b["iteration"] == 3
-    for key in ("actors", "critic", "value_norm", "actor_optimizers", "critic_optimizer", "env"):
+    for key in (
+        "actors",
+        "critic",
+        "value_norm",
+        "obs_encoder",
+        "state_encoder",
+        "actor_optimizers",
+        "critic_optimizer",
+        "env",
+    ):
         leaves_a, leaves_b = leaves(a[key]), leaves(b[key])
         assert len(leaves_a) == len(leaves_b) > 0, key
         for x, y in zip(leaves_a, leaves_b):

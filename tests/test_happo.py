@@ -204,3 +204,22 @@ def test_bounds_loss_coef_pulls_a_saturated_mean_back_into_range():
     assert unchanged == pytest.approx(-3.0, abs=0.05) and stats["mean_outside"] > 0.3
     pulled, stats = yaw_mean_after(1.0)
     assert -1.5 < pulled < -0.9 and stats["bounds_loss"] < 1.0
+
+
+def test_each_agent_trains_on_its_own_advantage_column():
+    """(B, A) advantages: agent i sees column i; (B,) or (B, 1) team advantages reach every agent."""
+
+    def params_after(advantages):
+        actors, optimizers, obs, actions, logprobs, _ = make_batch(2, seed=4)
+        torch.manual_seed(7)
+        happo.happo_update_actors(actors, optimizers, obs, actions, logprobs, advantages, [0, 1], update_args())
+        return [torch.cat([p.detach().flatten() for p in actor.parameters()]) for actor in actors]
+
+    torch.manual_seed(5)
+    a, b = torch.randn(64), torch.randn(64)
+    team, team_column, own = params_after(a), params_after(a[:, None]), params_after(torch.stack((a, b), 1))
+    same = params_after(torch.stack((a, a), 1))
+    for x, y, z in zip(team, team_column, same):
+        assert torch.equal(x, y) and torch.equal(x, z)
+    assert torch.equal(own[0], team[0])  # agent 0 updates first, on column 0 = a
+    assert not torch.allclose(own[1], team[1])  # agent 1 on column 1 = b

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import assert_resume_is_exact, event_tags, run_script, single_run_dir
 
+import happo_mapush as happo
 import mappo_mapush as mappo
 
 TINY = ["--num-envs", 8, "--num-steps", 8, "--total-timesteps", 128, "--max-episode-steps", 6, "--eval-envs", 4]
@@ -135,9 +136,11 @@ def test_smoke_run_logs_tags_saves_and_evaluates(tmp_path):
         "mappo_mapush.py", ["--eval-checkpoint", ckpt, "--eval-envs", 3, "--max-episode-steps", 5], tmp_path
     )
     assert "success_rate" in out and "collaboration_degree" in out
-    actors, critic, value_norm, saved = mappo.load_checkpoint(ckpt, torch.device("cpu"))
+    obs_encoder, actors, critic, value_norm, saved = mappo.load_checkpoint(ckpt, torch.device("cpu"))
     assert tuple(saved["hidden_sizes"]) == (16, 16) and len(actors) == 1
     assert value_norm.debiasing_term.item() > 0  # the value normaliser was trained and saved
+    # The observation statistics were saved: 2 iterations x 8 steps x 8 envs x 2 agents observations.
+    assert obs_encoder.count.item() == pytest.approx(256, abs=1e-3) and obs_encoder.out_dim == 10
 
 
 def test_same_seed_same_parameters_and_separate_actors(tmp_path):
@@ -158,11 +161,11 @@ def test_same_seed_same_parameters_and_separate_actors(tmp_path):
 def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
     """--reward-scale multiplies what the critic learns: x1000 turns per-step rewards of about -0.01
     into -10, so the value normaliser's mean is far below anything scale 1 produces (~ -0.05)."""
-    flags = ["--save-model", "--reward-scale", 1000, "--no-bootstrap-timeouts", "--critic-reward", "mean"]
+    flags = ["--save-model", "--reward-scale", 1000, "--no-bootstrap-timeouts", "--value-target", "team-mean"]
     flags += ["--team-reward", "--collision-scale", -0.0008, "--std-type", "free", "--anneal-lr"]
     run_script("mappo_mapush.py", TINY + flags, tmp_path)
     ckpt = glob.glob(os.path.join(single_run_dir(tmp_path), "*.cleanrl_model"))[0]
-    actors, _, value_norm, saved = mappo.load_checkpoint(ckpt, torch.device("cpu"))
+    _, actors, _, value_norm, saved = mappo.load_checkpoint(ckpt, torch.device("cpu"))
     assert value_norm.stats()[0].item() < -5.0
     assert saved["std_type"] == "free" and actors[0].std().allclose(torch.ones(3), atol=0.05)
     assert saved["team_reward"] and saved["collision_scale"] == -0.0008
@@ -181,3 +184,106 @@ def test_bounds_loss_known_answer():
     mean = torch.tensor([[0.5, 1.5, -2.0], [1.0, -1.0, 0.0]])
     assert torch.allclose(mappo.bounds_loss(mean), torch.tensor([0.25 + 1.0, 0.0]))
     assert mappo.bounds_loss(torch.zeros(3, 2, 3)).shape == (3, 2)
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_input_encoder_running_statistics_known_answer(script):
+    """Merged batch statistics equal those of all the data at once; output standardised, clipped."""
+    torch.manual_seed(0)
+    data = torch.randn(3000, 5, dtype=torch.float64).float() * torch.tensor([1.0, 10.0, 0.1, 3.0, 1.0])
+    data[:, 4] += 7.0
+    encoder = script.InputEncoder(5)
+    for chunk in data.split([1000, 1, 1999]):
+        encoder.update(chunk.reshape(-1, 1, 5) if len(chunk) > 1 else chunk)  # any leading shape
+    prior, N = 1e-4, 3000  # Gymnasium's prior: weight 1e-4 on mean 0, variance 1
+    n = prior + N
+    data_mean, data_var = data.double().mean(0), data.double().var(0, unbiased=False)
+    expected_mean = N * data_mean / n  # Chan's merge is exact, however the data is split
+    expected_var = (prior + N * data_var + data_mean**2 * prior * N / n) / n
+    torch.testing.assert_close(encoder.mean.double(), expected_mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(encoder.var.double(), expected_var, rtol=1e-4, atol=1e-6)
+    assert encoder.count.item() == pytest.approx(n)
+    out = encoder(data)
+    torch.testing.assert_close(out.mean(0), torch.zeros(5), atol=1e-3, rtol=0)
+    torch.testing.assert_close(out.std(0, unbiased=False), torch.ones(5), atol=1e-3, rtol=0)
+    far = encoder(torch.full((1, 5), 1e6))
+    assert far.max().item() == 10.0  # clipped at +-10
+    before = encoder.count.clone()
+    encoder(data)  # reading does not update
+    assert torch.equal(encoder.count, before)
+    assert torch.equal(script.InputEncoder(5, normalise=False)(data), data)  # HARL: no normalisation
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_obs_encoding_turns_the_two_yaws_into_cos_sin(script):
+    encoder = script.InputEncoder(8, script.OBS_YAW_FEATURES, normalise=False)
+    obs = torch.arange(8.0).repeat(2, 1)
+    obs[0, 4], obs[0, 7] = 0.05, 2 * math.pi - 0.05  # either side of the jump at 0 / 2 pi
+    obs[1, 4], obs[1, 7] = 2 * math.pi - 0.05, 0.05
+    out = encoder(obs)
+    assert encoder.out_dim == 10 and out.shape == (2, 10)
+    torch.testing.assert_close(out[:, :6], obs[:, [0, 1, 2, 3, 5, 6]])  # the other features unchanged
+    torch.testing.assert_close(
+        out[0, 6:], torch.tensor([math.cos(0.05), math.cos(0.05), math.sin(0.05), -math.sin(0.05)])
+    )
+    torch.testing.assert_close(out[0, 6:8], out[1, 6:8])  # near-equal angles, near-equal features
+    assert (out[0] - out[1]).abs().max() < 0.11
+
+
+def test_per_agent_critic_shapes_and_agent_ids():
+    state = torch.randn(4, 5, 23)
+    team = mappo.Critic(23, 2, (16,), per_agent=False)
+    per_agent = mappo.Critic(23, 2, (16,), per_agent=True, input_layernorm=False)
+    assert team(state).shape == (4, 5, 1) and per_agent(state).shape == (4, 5, 2)
+    assert per_agent.base[0].in_features == 25  # state + agent one-hot
+    values = per_agent(state)
+    assert not torch.allclose(values[..., 0], values[..., 1])  # the one-hot tells the agents apart
+    with torch.no_grad():  # each column is V(state, e_i)
+        manual = per_agent.value(per_agent.base(torch.cat((state, torch.tensor([0.0, 1.0]).expand(4, 5, 2)), -1)))
+    torch.testing.assert_close(values[..., 1], manual.squeeze(-1))
+
+
+def test_gae_per_agent_equals_gae_of_each_agent_alone():
+    """(T, E, V) rewards and values with dones (T, E, 1): column i is GAE of agent i's own stream."""
+    torch.manual_seed(0)
+    T, E, V = 7, 3, 2
+    rewards, values, next_value = torch.randn(T, E, V), torch.randn(T, E, V), torch.randn(E, V)
+    dones = (torch.rand(T, E, 1) < 0.3).float()
+    adv, ret = mappo.compute_gae(rewards, values, next_value, dones, 0.97, 0.9)
+    assert adv.shape == (T, E, V)
+    for i in range(V):
+        adv_i, ret_i = mappo.compute_gae(rewards[..., i], values[..., i], next_value[:, i], dones[..., 0], 0.97, 0.9)
+        torch.testing.assert_close(adv[..., i], adv_i)
+        torch.testing.assert_close(ret[..., i], ret_i)
+
+
+HARL_FLAGS = dict(num_minibatches=1, std_max=0.5, obs_norm=False, cos_sin_yaws=False, input_layernorm=True)
+HARL_FLAGS.update(value_target="team-sum")
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_harl_flags_build_harls_networks(script):
+    """HARL's settings: raw 8-D input, input LayerNorm, std <= 0.5 from 0.5 sigmoid(1), team V(state).
+    (With these flags both scripts reproduce the HARL-equivalent updates bit for bit; see docs.)"""
+    args = script.Args(**HARL_FLAGS)
+    obs_encoder, state_encoder, actors, critic = script.make_networks(args, 8, 23, 3, 2, torch.device("cpu"))
+    obs = torch.randn(4, 2, 8)
+    assert torch.equal(obs_encoder(obs, update=True), obs) and torch.equal(state_encoder(obs[:, 0]), obs[:, 0])
+    assert isinstance(actors[0].base[0], torch.nn.LayerNorm) and actors[0].base[0].normalized_shape == (8,)
+    torch.testing.assert_close(actors[0].std(), torch.full((3,), 0.5 * torch.sigmoid(torch.tensor(1.0)).item()))
+    assert critic(torch.randn(4, 23)).shape == (4, 1) and isinstance(critic.base[0], torch.nn.LayerNorm)
+    # The defaults: encoded 10-D input without LayerNorm, std ceiling 1, per-agent values.
+    obs_encoder, _, actors, critic = script.make_networks(script.Args(), 8, 23, 3, 2, torch.device("cpu"))
+    assert obs_encoder.out_dim == 10 and isinstance(actors[0].base[0], torch.nn.Linear)
+    assert actors[0].std().max().item() == pytest.approx(torch.sigmoid(torch.tensor(1.0)).item())
+    assert critic(torch.randn(4, 23)).shape == (4, 2)
+
+
+def test_evaluation_reads_but_never_updates_the_observation_statistics():
+    obs_encoder, _, actors, _ = mappo.make_networks(mappo.Args(hidden_sizes=(8,)), 8, 23, 3, 2, torch.device("cpu"))
+    obs_encoder.update(torch.randn(50, 10))
+    before = {k: v.clone() for k, v in obs_encoder.state_dict().items()}
+    metrics = mappo.evaluate(actors, obs_encoder, 4, torch.device("cpu"), 0, max_episode_steps=5)
+    assert set(metrics) == {"success_rate", "finish_time_s", "collaboration_degree"}
+    for key, value in obs_encoder.state_dict().items():
+        assert torch.equal(value, before[key]), key
