@@ -38,6 +38,14 @@ CONFIGS = {
     "mappo": ["mappo_mapush.py"] + EVAL_EVERY,
     "happo_prod": ["happo_mapush.py", "--action-aggregation", "prod"] + EVAL_EVERY,
     "happo_mean": ["happo_mapush.py", "--action-aggregation", "mean"] + EVAL_EVERY,
+    # Ablation of the recipe (MAPPO, 5M env steps): one part at a time back to HARL's, or changed.
+    "mappo_minibatches1": ["mappo_mapush.py", "--num-minibatches", "1"] + EVAL_EVERY,
+    "mappo_harl_inputs": ["mappo_mapush.py", "--no-obs-norm", "--no-cos-sin-yaws", "--input-layernorm"] + EVAL_EVERY,
+    "mappo_team_value": ["mappo_mapush.py", "--value-target", "team-sum"] + EVAL_EVERY,
+    "mappo_std0.5": ["mappo_mapush.py", "--std-max", "0.5"] + EVAL_EVERY,
+    "mappo_std1.5": ["mappo_mapush.py", "--std-max", "1.5"] + EVAL_EVERY,
+    "mappo_lr1e-3": ["mappo_mapush.py", "--actor-lr", "1e-3", "--critic-lr", "1e-3"] + EVAL_EVERY,
+    "mappo_gamma0.995": ["mappo_mapush.py", "--gamma", "0.995"] + EVAL_EVERY,
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
@@ -49,14 +57,20 @@ CONFIGS = {
     "happo_prod_std_free": ["happo_mapush.py"] + HARL_HAPPO + ["--std-type", "free"],
     # Both of the AGN baseline's policy settings at once: lr 5e-3 and the free std. The free std grows
     # without bound, so training success (sampled actions) understates the policy: evaluate every ~1M.
-    "mappo_lr5e-3_std_free": ["mappo_mapush.py"] + HARL_MAPPO
-    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"] + EVAL_EVERY,
+    "mappo_lr5e-3_std_free": ["mappo_mapush.py"]
+    + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"]
+    + EVAL_EVERY,
     # HAPPO with exactly the flags of the config above (MAPPO's hyper-parameters, lr 5e-3, free std).
-    "happo_prod_mappo_hparams_lr5e-3_std_free": ["happo_mapush.py"] + HARL_MAPPO
-    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"] + EVAL_EVERY,
+    "happo_prod_mappo_hparams_lr5e-3_std_free": ["happo_mapush.py"]
+    + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free"]
+    + EVAL_EVERY,
     # MAPPO's free-std config without the entropy bonus: is the bonus what makes the free std grow without bound?
-    "mappo_lr5e-3_std_free_ent0": ["mappo_mapush.py"] + HARL_MAPPO
-    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free", "--ent-coef", "0"] + EVAL_EVERY,
+    "mappo_lr5e-3_std_free_ent0": ["mappo_mapush.py"]
+    + HARL_MAPPO
+    + ["--actor-lr", "5e-3", "--critic-lr", "5e-3", "--std-type", "free", "--ent-coef", "0"]
+    + EVAL_EVERY,
     # Penalise action means outside [-1, 1]: trained policies park the yaw-rate mean far below -1
     # (constant full-rate spin), where clipping hides it from the policy gradient.
     "mappo_bounds0.1": ["mappo_mapush.py"] + HARL_MAPPO + ["--bounds-loss-coef", "0.1"],
@@ -66,6 +80,7 @@ CONFIGS = {
     # And the mirror: MAPPO with the HAPPO fork's hyper-parameters.
     "mappo_happo_hparams": ["mappo_mapush.py"] + HARL_HAPPO,
 }
+ABLATION_SUFFIXES = ("minibatches1", "harl_inputs", "team_value", "std0.5", "std1.5", "lr1e-3", "gamma0.995")
 CHECKPOINT_EVERY = 20  # iterations between checkpoints (655k env steps at 512 x 64): what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
 EVAL_LINE = re.compile(r"evaluation on (\d+) envs: (\{.*\})")
@@ -113,6 +128,16 @@ def rows_up_to(path: str, global_step: int):
     return [row for row in rows if row[0] in ("train", "during_eval") and int(row[1]) <= global_step]
 
 
+def cpu_seconds(pid: int):
+    """User + system CPU time of a running process, from Linux's /proc; None where that is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # fields after the command name: state is [0]
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run(config: str, seed: int, total_timesteps: int, extra) -> None:
     path = csv_path(config, seed)
     if finished(path):
@@ -132,26 +157,31 @@ def run(config: str, seed: int, total_timesteps: int, extra) -> None:
     print("run:", " ".join(cmd), flush=True)
     os.makedirs(OUT, exist_ok=True)
     start = time.time() - (float(kept[-1][6]) if kept else 0.0)  # wall time continues across resumes
+    cpu_before = float(kept[-1][7]) if kept and len(kept[-1]) > 7 and kept[-1][7] else 0.0  # and CPU time
     with open(path, "w", newline="") as f:
         out = csv.writer(f)
-        out.writerow(["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s"])
+        out.writerow(["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"])
         out.writerows(kept)
         # One thread per run: two runs side by side use a 2-core machine better than one 2-thread run.
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
         proc = subprocess.Popen(cmd, cwd=WORK, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for line in proc.stdout:
+            cpu = cpu_seconds(proc.pid)
+            cpu = f"{cpu_before + cpu:.0f}" if cpu is not None else ""
             m = ITER_LINE.search(line)
             if m:
                 step, sps, episodes, success, ret = m.groups()
                 out.writerow(
-                    ["train", step, sps, episodes or 0, success or "", ret or "", f"{time.time() - start:.0f}"]
+                    ["train", step, sps, episodes or 0, success or "", ret or "", f"{time.time() - start:.0f}", cpu]
                 )
                 f.flush()
                 continue
             m = DURING_EVAL_LINE.search(line)
             if m:  # deterministic evaluation during training (configs with --eval-every)
                 success = ast.literal_eval(m.group(3))["success_rate"]
-                out.writerow(["during_eval", m.group(1), "", m.group(2), success, "", f"{time.time() - start:.0f}"])
+                out.writerow(
+                    ["during_eval", m.group(1), "", m.group(2), success, "", f"{time.time() - start:.0f}", cpu]
+                )
                 f.flush()
                 continue
             m = EVAL_LINE.search(line)
@@ -208,11 +238,22 @@ def rate_at(train, step: float, window: float = 2e6):
     return rates[-1][1] if rates else None
 
 
+def eval_at(path: str, step: float):
+    """Deterministic evaluation success during training at `step` env steps (the latest evaluation
+    within the 1.1M steps before it), else the final evaluation if the run ended there; else None."""
+    evals = [rate for at, rate in during_evals(path) if step - 1.1e6 < at <= step]
+    if evals:
+        return evals[-1]
+    rows = [r for r in csv.DictReader(open(path)) if r["kind"] == "eval"]
+    return float(rows[0]["success_rate"]) if rows and step - 1.1e6 < int(rows[0]["global_step"]) <= step else None
+
+
 def seed_table(curves):
-    """Across seeds: mean (min-max) training success at 5M / 10M / 20M steps and final evaluation."""
+    """Across seeds: mean (min-max) training success at 5M / 10M / 20M steps, deterministic evaluation
+    at 5M / 10M (runs with --eval-every) and the final evaluation."""
     lines = ["", "## Across seeds", "", "| config | seeds (finished) | train success at 5M | at 10M | at 20M "]
-    lines[-1] += "| eval success |"
-    lines.append("|---|---|---:|---:|---:|---:|")
+    lines[-1] += "| eval success at 5M | at 10M | final eval success |"
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|")
 
     def spread(values):
         values = [v for v in values if v is not None]
@@ -225,6 +266,7 @@ def seed_table(curves):
             continue
         finals = [load(csv_path(config, int(seed)))[1].get("eval") for seed, _ in runs]
         cells = [spread([rate_at(train, step) for _, train in runs]) for step in (5e6, 10e6, 20e6)]
+        cells += [spread([eval_at(csv_path(config, int(seed)), step) for seed, _ in runs]) for step in (5e6, 10e6)]
         n_done = sum(v is not None for v in finals)
         lines.append(f"| {config} | {len(runs)} ({n_done}) | " + " | ".join(cells) + f" | {spread(finals)} |")
     return lines
@@ -265,6 +307,21 @@ def summarise() -> None:
     with open(os.path.join(OUT, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot_groups(curves)
+
+
+# Plots: one PNG per group of configs, so that each compares a few curves.
+PLOT_GROUPS = {
+    "learning_curves.png": ["mappo", "happo_prod", "happo_mean", "mappo_harl", "happo_prod_harl", "happo_mean_harl"],
+    "ablation.png": ["mappo"] + [c for c in CONFIGS if c.startswith("mappo_") and c.endswith(ABLATION_SUFFIXES)],
+}
+COLOURS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive"]
+COLOURS += ["tab:brown", "tab:gray"]
+
+
+def plot_groups(curves) -> None:
+    """Per group: deterministic evaluation success (per seed) against env steps and against CPU time,
+    training success and return against env steps. Configs of no group go to other_configs.png."""
     try:
         import matplotlib
 
@@ -273,37 +330,48 @@ def summarise() -> None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install matplotlib)")
         return
-    fig, axes = plt.subplots(1, 2, figsize=(15, 4.5))
-    colours = dict(
-        zip(
-            CONFIGS,
-            ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive"]
-            + ["tab:brown", "tab:gray"],
-        )
-    )
-    for config, runs in curves.items():
-        stopped = config.startswith("partial-")  # drawn dashed, in the colour of their config
-        colour = colours.get(config[len("partial-") :] if stopped else config)
-        for k, (seed, train) in enumerate(runs):
-            rates = window_rates(train, 1e6)
-            steps = [step / 1e6 for step, _, _ in rates]
-            for ax, column in zip(axes, [1, 2]):
-                ys = [r[column] for r in rates]
+    grouped = {name: [c for c in configs if c in curves] for name, configs in PLOT_GROUPS.items()}
+    in_groups = {c for configs in PLOT_GROUPS.values() for c in configs}
+    grouped["other_configs.png"] = [c for c in curves if c not in in_groups]
+    for name, configs in grouped.items():
+        if not configs:
+            continue
+        fig, axes = plt.subplots(1, 4, figsize=(21, 4.5))
+        for colour, config in zip(COLOURS * 3, configs):
+            stopped = config.startswith("partial-")
+            for k, (seed, train) in enumerate(curves[config]):
+                label = config if k == 0 else None
                 style = dict(color=colour, alpha=0.8, linestyle="--" if stopped else "-", linewidth=1.2)
-                ax.plot(steps, ys, label=config if k == 0 else None, **style)
-            evals = during_evals(csv_path(config, int(seed)))
-            if evals:  # deterministic evaluations during training: markers on the success panel
-                xs, ys = zip(*evals)
-                axes[0].plot([x / 1e6 for x in xs], ys, "o", color=colour, markersize=4, alpha=0.8)
-    axes[0].set_ylabel("training success rate (last 1M steps); dots: evaluation")
-    axes[1].set_ylabel("episodic return per agent (last 1M steps)")
-    for ax in axes:
-        ax.set_xlabel("env steps (millions)")
-        ax.grid(alpha=0.3)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)  # one legend, beside
-    fig.tight_layout(rect=(0, 0, 0.76, 1))
-    fig.savefig(os.path.join(OUT, "learning_curves.png"), dpi=100)
-    print(f"wrote {os.path.join(OUT, 'learning_curves.png')}")
+                path = csv_path(config, int(seed))
+                rows = list(csv.DictReader(open(path)))
+                evals = [r for r in rows if r["kind"] in ("during_eval", "eval")]
+                if evals:
+                    xs = [int(r["global_step"]) / 1e6 for r in evals]
+                    ys = [float(r["success_rate"]) for r in evals]
+                    axes[0].plot(xs, ys, marker="o", markersize=3, label=label, **style)
+                    cpu = [(float(r["cpu_s"]) / 3600, y) for r, y in zip(evals, ys) if r.get("cpu_s")]
+                    if cpu:
+                        axes[1].plot(*zip(*cpu), marker="o", markersize=3, **style)
+                rates = window_rates(train, 1e6)
+                steps = [step / 1e6 for step, _, _ in rates]
+                axes[2].plot(steps, [r[1] for r in rates], label=None if evals else label, **style)
+                axes[3].plot(steps, [r[2] for r in rates], **style)
+        titles = ["evaluation success", "evaluation success", "training success (last 1M steps)", "return"]
+        for ax, title in zip(axes, titles):
+            ax.set_xlabel("env steps (millions)")
+            ax.set_ylabel(title)
+            ax.grid(alpha=0.3)
+        axes[1].set_xlabel("CPU time of the run (hours, one thread)")
+        axes[3].set_ylabel("episodic return per agent (last 1M steps)")
+        handles, labels = [], []
+        for ax in axes:
+            h, lab = ax.get_legend_handles_labels()
+            handles, labels = handles + h, labels + lab
+        fig.legend(handles, labels, loc="center right", fontsize=8)
+        fig.tight_layout(rect=(0, 0, 0.89, 1))
+        fig.savefig(os.path.join(OUT, name), dpi=90)
+        plt.close(fig)
+        print(f"wrote {os.path.join(OUT, name)}")
 
 
 def main() -> None:

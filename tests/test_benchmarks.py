@@ -32,6 +32,7 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     train = [r for r in rows if r["kind"] == "train"]
     assert [int(r["global_step"]) for r in train] == [64, 128]
     assert all(r["success_rate"] != "" and int(r["episodes"]) > 0 for r in train)  # 6-step episodes end
+    assert all(float(r["cpu_s"]) > 0 for r in train)  # the script's CPU time, read from /proc
     evals = [r["kind"] for r in rows if r["kind"].startswith("eval")]
     assert evals == ["eval", "eval_finish_time_s", "eval_collaboration"]
     assert during_eval_steps(rows) == [128]
@@ -54,6 +55,8 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     train = [r for r in rows if r["kind"] == "train"]
     assert [int(r["global_step"]) for r in train] == [64, 128, 192, 256]
     assert "0.999" not in [r["success_rate"] for r in train]
+    cpu = [float(r["cpu_s"]) for r in train]
+    assert cpu == sorted(cpu)  # CPU time continues across the resume
     assert during_eval_steps(rows) == [128, 256]  # kept across the resume, then continued
     assert [r["kind"] for r in rows if r["kind"] == "eval"] == ["eval"]
 
@@ -87,3 +90,17 @@ def test_every_launcher_config_parses_with_its_script():
         assert args.seed == 1, name
     with pytest.raises(SystemExit):  # and a misspelt flag is refused, so the loop above can fail
         tyro.cli(mappo_mapush.Args, args=["--actor-lr", "5e-3", "--std-typ", "free"])
+
+
+def test_imitation_benchmark_fits_every_input_pipeline(tmp_path):
+    """Tiny sizes: every pipeline is fitted, evaluated and written as one row."""
+    out = tmp_path / "imitation.md"
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "imitation_inputs.py"), "--num-envs", "8"]
+    cmd += ["--num-steps", "20", "--adam-steps", "30", "--batch", "64", "--eval-envs", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split("|") for line in out.read_text().splitlines() if line.startswith("| ") and "MSE" not in line]
+    assert len(rows) == 5 and "zero action" in rows[0][1] and "HARL" in rows[1][1]
+    zero_action_mse, mses = float(rows[0][2]), [float(row[2]) for row in rows[1:]]
+    assert all(mse < zero_action_mse for mse in mses)  # every pipeline learned something
+    assert all(0.0 <= float(row[3]) <= 1.0 for row in rows[1:])  # a success rate each
