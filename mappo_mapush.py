@@ -1,11 +1,13 @@
-# MAPPO for MAPush's two-robot cuboid push, single file. Docs: docs/mappo_mapush.md
-# Isaac Gym must be imported before torch: `envs` tries `import isaacgym` first, so import it first.
+# MAPPO for MAPush's two-robot cuboid push, in one file. Docs: docs/mappo_mapush.md
+# Isaac Gym refuses to load once torch is imported; `envs` imports it first (when installed), so
+# `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
 import os
-import random
+import signal
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -25,35 +27,38 @@ except ImportError:  # Python < 3.8
 @dataclass
 class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
-    """the name of this experiment"""
+    """the name of this experiment (part of the run folder's name)"""
     seed: int = 1
-    """seed of the experiment (torch, numpy, random and the environment)"""
+    """seed of the experiment (torch and the environment)"""
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = True
     """if toggled, cuda will be used when available"""
-    capture_video: bool = False
-    """if toggled, a GIF of one evaluation episode is written next to the checkpoint"""
-    save_model: bool = False
-    """if toggled, the trained model is saved to runs/{run_name}/ and evaluated"""
-    checkpoint_every: int = 100
-    """with --save-model, also save the model every this many iterations (0: only at the end)"""
-    resume: Optional[str] = None
-    """path of a checkpoint written with --save-model: continue that run exactly where it was saved
-    (same flags; only the run length, saving, evaluation and device flags may change)"""
-    eval_checkpoint: Optional[str] = None
-    """path of a saved model: evaluate it (deterministic actions) and exit, no training"""
-    eval_envs: int = 300
-    """number of environments for evaluation; the first episode of each counts (MAPush: 300)"""
-    eval_every: int = 0
-    """also evaluate every this many iterations during training and log eval/* (0: only at the end,
-    with --save-model; torch backend). With a free std, training success can understate the policy"""
     backend: Literal["auto", "torch", "isaacgym"] = "auto"
     """environment backend: torch surrogate, Isaac Gym (MAPush), or auto (Isaac Gym if usable)"""
     compile_env: bool = False
     """torch backend only: run the env step through torch.compile (faster after ~1 min compile)"""
     max_episode_steps: int = 1000
     """episode time limit in env steps (MAPush: 1000 = 20 s); lower it only for quick tests"""
+    collision_scale: float = -0.0025
+    """scale of MAPush's robot-robot proximity penalty (the HARL fork uses -0.0008)"""
+    team_reward: bool = False
+    """give both agents r0 + r1, as the HARL fork's MAPush wrapper does"""
+
+    # Saving, resuming, evaluation
+    checkpoint_minutes: float = 10.0
+    """save a checkpoint in the run folder this often (and at the end, and on Ctrl-C)"""
+    resume: Optional[str] = None
+    """checkpoint to continue exactly where it was saved (same flags; only run length, saving,
+    evaluation and device flags may change)"""
+    eval_checkpoint: Optional[str] = None
+    """checkpoint to evaluate (deterministic actions), then exit without training"""
+    eval_envs: int = 300
+    """environments of the evaluation at the end; the first episode of each counts (MAPush: 300; 0: none)"""
+    eval_every: int = 0
+    """also evaluate every this many iterations during training, logged as eval/* (torch backend)"""
+    capture_video: bool = False
+    """write a GIF of the final evaluation's first environment into the run folder"""
 
     # Algorithm specific arguments
     total_timesteps: int = 20_000_000
@@ -88,10 +93,6 @@ class Args:
     """delta of the Huber value loss"""
     ent_coef: float = 0.01
     """entropy bonus coefficient"""
-    bounds_loss_coef: float = 0.0
-    """weight of a penalty on action means outside [-1, 1] (rl_games' bounds loss; 0 = HARL)"""
-    vf_coef: float = 1.0
-    """value loss coefficient (the critic has its own optimiser, so this only rescales)"""
     max_grad_norm: float = 10.0
     """gradient norm clip, per network"""
     hidden_sizes: Tuple[int, ...] = (128, 128)
@@ -119,18 +120,29 @@ class Args:
     """multiplies every reward before learning (logged returns stay unscaled)"""
     bootstrap_timeouts: bool = True
     """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
-    collision_scale: float = -0.0025
-    """scale of MAPush's robot-robot proximity penalty (the HARL fork uses -0.0008)"""
-    team_reward: bool = False
-    """give both agents r0 + r1, as the HARL fork's MAPush wrapper does"""
 
-    # to be filled in runtime
-    batch_size: int = 0
-    """environment steps per iteration (num_envs * num_steps)"""
-    minibatch_size: int = 0
-    """environment steps per mini-batch"""
-    num_iterations: int = 0
-    """number of iterations (total_timesteps // batch_size)"""
+
+def args_error(args: Args) -> Optional[str]:
+    """The first flag value that cannot work, as one line naming the flag and what it accepts."""
+    positive = ["num_envs", "num_steps", "num_minibatches", "update_epochs", "critic_epochs", "max_episode_steps"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta"]:
+        if not getattr(args, name) > 0:
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if args.eval_envs < 0 or args.eval_every < 0:
+        return f"--eval-envs and --eval-every must be >= 0, got {args.eval_envs} and {args.eval_every}"
+    if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
+        return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
+    if not args.hidden_sizes or min(args.hidden_sizes) < 1:
+        return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
+    batch = args.num_envs * args.num_steps
+    if batch % args.num_minibatches:
+        return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
+    if args.total_timesteps < batch and args.eval_checkpoint is None:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} env steps (--num-envs x --num-steps)"
+    return None
 
 
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -144,7 +156,7 @@ def mlp(in_dim: int, hidden_sizes: Tuple[int, ...], input_layernorm: bool) -> nn
 
     The input LayerNorm removes each vector's own mean and scale: the absolute distances to box and
     target, which this task is about, are partly lost (an imitation of the scripted controller
-    through it reaches 42 % success, 97 % with running normalisation instead; docs/results.md)."""
+    through it reaches 36 % success, 98 % with running normalisation instead; docs/results.md)."""
     layers = [nn.LayerNorm(in_dim)] if input_layernorm else []
     for size in hidden_sizes:
         layers += [layer_init(nn.Linear(in_dim, size)), nn.ReLU(), nn.LayerNorm(size)]
@@ -282,8 +294,22 @@ class ValueNorm(nn.Module):
         return y * var.sqrt() + mean
 
 
+def make_networks(args: Args, obs_dim: int, state_dim: int, action_dim: int, num_agents: int, device):
+    """Input encoders, actors and critic as the flags say (for training and for loading a checkpoint)."""
+    obs_encoder = InputEncoder(obs_dim, OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
+    state_encoder = InputEncoder(state_dim, (), args.obs_norm)  # the state holds yaws as cos, sin already
+    num_actors = 1 if args.share_param else num_agents
+    actors = nn.ModuleList(
+        Actor(obs_encoder.out_dim, action_dim, args.hidden_sizes, args.std_type, args.std_max, args.input_layernorm)
+        for _ in range(num_actors)
+    )
+    per_agent = args.value_target == "agent"
+    critic = Critic(state_encoder.out_dim, num_agents, args.hidden_sizes, per_agent, args.input_layernorm)
+    return obs_encoder.to(device), state_encoder.to(device), actors.to(device), critic.to(device)
+
+
 def compute_gae(rewards, values, next_value, dones, gamma: float, gae_lambda: float):
-    """GAE over (T, E) tensors; dones[t] = 1 if the episode ended at step t (terminal for GAE).
+    """GAE over (T, E, ...) tensors; dones[t] = 1 if the episode ended at step t (terminal for GAE).
 
     Truncated steps are ended here too: their bootstrap value gamma * V(final state) is already
     added to rewards[t] by the rollout. Returns (advantages, returns = advantages + values).
@@ -306,19 +332,59 @@ def aggregate_ratio(logratio: torch.Tensor, how: str) -> torch.Tensor:
     return logratio.exp().mean(-1)
 
 
-def bounds_loss(mean: torch.Tensor) -> torch.Tensor:
-    """Squared distance of the action means outside the env's clip range [-1, 1], summed over action
-    dimensions: (..., action_dim) -> (...). Beyond the range every sample is clipped to the same
-    command, so the policy gradient stops seeing that dimension and its mean can drift away
-    unchecked; this penalty (rl_games' bounds loss, --bounds-loss-coef) pulls it back."""
-    return ((mean - 1.0).clamp(min=0.0) ** 2 + (mean + 1.0).clamp(max=0.0) ** 2).sum(-1)
-
-
 def clipped_policy_loss(ratio, advantages, clip_coef: float):
     """PPO's clipped surrogate (to minimise) and the fraction of samples whose ratio was clipped."""
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages)
     clipfrac = ((ratio - 1.0).abs() > clip_coef).float().mean()
     return -surrogate.mean(), clipfrac
+
+
+def mappo_update_actors(
+    actors, optimizers, b_obs, b_actions, b_logprobs, b_advantages, args
+) -> Dict[str, torch.Tensor]:
+    """PPO epochs for all agents at once: one loss over every agent's samples (shared actor), or
+    one per agent (separate actors), every ratio relative to the behaviour policy.
+
+    b_obs (B, A, obs_dim), b_actions and rollout-time b_logprobs (B, A, action_dim), b_advantages
+    (B, A) each agent's own or (B, 1) the team's. Returns the stats of the last mini-batch."""
+    B, A = b_obs.shape[:2]
+    minibatch_size = B // args.num_minibatches
+    clipfracs, grad_norms = [], []
+    for _epoch in range(args.update_epochs):
+        b_inds = torch.randperm(B, device=b_obs.device)
+        for start in range(0, B - minibatch_size + 1, minibatch_size):
+            mb = b_inds[start : start + minibatch_size]
+            dist = policy(actors, b_obs[mb])
+            logratio = dist.log_prob(b_actions[mb]) - b_logprobs[mb]  # (mb, A, action_dim)
+            ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
+            mb_adv = b_advantages[mb].expand_as(ratio)
+            entropy = dist.entropy().sum(-1)  # (mb, A)
+            if len(actors) == 1:  # one loss, one optimiser step
+                pg_loss, clipfrac = clipped_policy_loss(ratio, mb_adv, args.clip_coef)
+                losses = [pg_loss - args.ent_coef * entropy.mean()]
+            else:  # each loss depends on one actor only: one backward, then a clip and step per actor
+                per_agent = [clipped_policy_loss(ratio[:, i], mb_adv[:, i], args.clip_coef) for i in range(A)]
+                losses = [loss - args.ent_coef * entropy[:, i].mean() for i, (loss, _) in enumerate(per_agent)]
+                pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
+                clipfrac = torch.stack([cf for _, cf in per_agent]).mean()
+            clipfracs.append(clipfrac)
+            for opt in optimizers:
+                opt.zero_grad()
+            torch.stack(losses).sum().backward()
+            for actor, opt in zip(actors, optimizers):
+                grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
+                opt.step()
+    with torch.no_grad():
+        joint_logratio = logratio.sum(-1)
+    return {
+        "policy_loss": pg_loss.detach(),
+        "entropy": entropy.mean().detach(),
+        "mean_outside": (dist.loc.detach().abs() > 1.0).float().mean(),  # share of action means beyond [-1, 1]
+        "old_approx_kl": (-joint_logratio).mean(),
+        "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),
+        "clipfrac": torch.stack(clipfracs).mean(),
+        "grad_norm": torch.stack(grad_norms).mean(),
+    }
 
 
 def huber(error: torch.Tensor, delta: float) -> torch.Tensor:
@@ -335,59 +401,29 @@ def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta
     return loss.mean()
 
 
-@torch.no_grad()
-def evaluate(
-    actors: nn.ModuleList,
-    obs_encoder: nn.Module,
-    num_envs: int,
-    device: torch.device,
-    seed: int,
-    backend: str = "torch",
-    video_path: Optional[str] = None,
-    max_episode_steps: int = 1000,
-) -> Dict[str, float]:
-    """MAPush's "calculator" metrics with deterministic (mean) actions on the first episode of
-    every env: success rate, mean finish time (failures count 20 s), collaboration degree (share of
-    steps with both robots within 1 m of the box centre, over successful episodes)."""
-    env = envs.make_env(num_envs, device=str(device), seed=seed, backend=backend, max_episode_steps=max_episode_steps)
-    obs, _ = env.reset()
-    first_done = torch.zeros(num_envs, dtype=torch.bool, device=device)
-    success = torch.zeros(num_envs, dtype=torch.bool, device=device)
-    finish_step = torch.full((num_envs,), float(env.max_episode_steps), device=device)
-    near_steps = torch.zeros(num_envs, device=device)
-    steps = torch.zeros(num_envs, device=device)
-    frames = []
-    if video_path is not None and hasattr(env, "record_trails"):
-        env.record_trails()
-    for t in range(env.max_episode_steps + 1):
-        if video_path is not None and not bool(first_done[0]):
-            frames.append(env.render(0))
-        obs, _, _, terminated, truncated, info = env.step(policy(actors, obs_encoder(obs)).mean)
-        running = ~first_done
-        near_steps += (info["robots_near_box"] & running).float()
-        steps += running.float()
-        newly_done = running & (terminated | truncated)
-        success |= newly_done & info["success"]
-        finish_step = torch.where(newly_done & info["success"], torch.full_like(finish_step, t + 1.0), finish_step)
-        first_done |= newly_done
-        if bool(first_done.all()):
-            break
-    if frames:
-        from PIL import Image
-
-        images = [Image.fromarray(f) for f in frames[::2]]  # 25 frames per second of sim time
-        images[0].save(video_path, save_all=True, append_images=images[1:], duration=40, loop=0)
-    collab = (near_steps / steps.clamp(min=1))[success]
-    return {
-        "success_rate": success.float().mean().item(),
-        "finish_time_s": (finish_step * 0.02).mean().item(),
-        "collaboration_degree": collab.mean().item() if collab.numel() else 0.0,
-    }
+def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The critic's epochs on normalised targets; returns the last value loss and the mean grad norm."""
+    B = b_states.shape[0]
+    minibatch_size = B // args.num_minibatches
+    grad_norms = []
+    for _epoch in range(args.critic_epochs):
+        b_inds = torch.randperm(B, device=b_states.device)
+        for start in range(0, B - minibatch_size + 1, minibatch_size):
+            mb = b_inds[start : start + minibatch_size]
+            v_loss = value_loss_fn(
+                critic(b_states[mb]), b_values[mb], b_targets[mb], args.clip_coef, args.huber_delta, args.clip_vloss
+            )
+            optimizer.zero_grad()
+            v_loss.backward()
+            grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
+            optimizer.step()
+    return v_loss.detach(), torch.stack(grad_norms).mean()
 
 
+# Saving and resuming. Checkpoints hold tensors and plain data only (they load with weights_only=True).
 # Flags a resumed run may change: how long it runs and what it writes, never what it learns.
-RESUMABLE_CHANGES = ("total_timesteps", "num_iterations", "checkpoint_every", "save_model", "resume")
-RESUMABLE_CHANGES += ("eval_envs", "eval_every", "capture_video", "cuda", "compile_env")
+RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
+RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile_env")
 
 
 def check_resume(saved_args: Dict, args) -> None:
@@ -398,70 +434,91 @@ def check_resume(saved_args: Dict, args) -> None:
         if key not in RESUMABLE_CHANGES and saved_args.get(key) != value
     ]
     if changed:
-        raise ValueError("cannot resume with different flags: " + ", ".join(changed))
+        raise SystemExit("error: cannot resume with different flags: " + ", ".join(changed))
 
 
-def make_networks(args, obs_dim: int, state_dim: int, action_dim: int, num_agents: int, device):
-    """Input encoders, actors and critic as the flags say (for training and for loading a checkpoint)."""
-    obs_encoder = InputEncoder(obs_dim, OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
-    state_encoder = InputEncoder(state_dim, (), args.obs_norm)  # the state holds yaws as cos, sin already
-    num_actors = 1 if args.share_param else num_agents
-    actors = nn.ModuleList(
-        Actor(obs_encoder.out_dim, action_dim, args.hidden_sizes, args.std_type, args.std_max, args.input_layernorm)
-        for _ in range(num_actors)
-    )
-    per_agent = args.value_target == "agent"
-    critic = Critic(state_encoder.out_dim, num_agents, args.hidden_sizes, per_agent, args.input_layernorm)
-    return obs_encoder.to(device), state_encoder.to(device), actors.to(device), critic.to(device)
+def load_checkpoint(path: str, device: torch.device) -> Dict:
+    """A checkpoint of this script, or one clear line (SystemExit) when it is missing, unreadable or foreign."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint file at {path}")
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or holding more than tensors and plain data
+        raise SystemExit(f"error: {path} is not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("algo") != "mappo":
+        raise SystemExit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)}")
+    return ckpt
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """Rebuild encoders, actors, critic and value normaliser from a checkpoint written by --save-model."""
-    ckpt = torch.load(path, map_location=device, weights_only=False)
-    saved = ckpt["args"]
+def restore_networks(ckpt: Dict, device: torch.device):
+    """Encoders, actors, critic and value normaliser as a checkpoint saved them."""
+    known = {f.name for f in fields(Args)}
+    saved_args = Args(**{key: value for key, value in ckpt["args"].items() if key in known})
     sizes = (ckpt["obs_dim"], ckpt["state_dim"], ckpt["action_dim"], ckpt["num_agents"])
-    obs_encoder, state_encoder, actors, critic = make_networks(Args(**saved), *sizes, device)
+    obs_encoder, state_encoder, actors, critic = make_networks(saved_args, *sizes, device)
+    value_norm = ValueNorm().to(device)
     for module, key in ((obs_encoder, "obs_encoder"), (state_encoder, "state_encoder"), (critic, "critic")):
         module.load_state_dict(ckpt[key])
+    value_norm.load_state_dict(ckpt["value_norm"])
     for actor, state in zip(actors, ckpt["actors"]):
         actor.load_state_dict(state)
-    value_norm = ValueNorm().to(device)
-    value_norm.load_state_dict(ckpt["value_norm"])
-    return obs_encoder, actors.eval(), critic, value_norm, saved
+    return obs_encoder, state_encoder, actors, critic, value_norm
+
+
+def new_run_dir(args: Args) -> str:
+    """runs/mapush__<exp>__<seed>__<time>, with a suffix if a run started in the same second has it."""
+    base = f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
+    os.makedirs("runs", exist_ok=True)
+    for k in range(1, 1000):
+        try:
+            run_dir = base if k == 1 else f"{base}_{k}"
+            os.mkdir(run_dir)  # atomic: two runs never share a folder
+            return run_dir
+        except FileExistsError:
+            continue
+    raise SystemExit(f"error: could not create a run folder next to {base}")
+
+
+def hms(seconds: float) -> str:
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.batch_size = int(args.num_envs * args.num_steps)
-    args.minibatch_size = int(args.batch_size // args.num_minibatches)
-    args.num_iterations = args.total_timesteps // args.batch_size
-    if args.num_iterations < 1 or args.minibatch_size < 1:
-        raise ValueError(f"total_timesteps {args.total_timesteps} is smaller than one batch of {args.batch_size}")
+    problem = args_error(args)
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     if args.eval_checkpoint is not None:
-        obs_encoder, actors, _, _, saved = load_checkpoint(args.eval_checkpoint, device)
+        obs_encoder, _, actors, _, _ = restore_networks(load_checkpoint(args.eval_checkpoint, device), device)
         video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
-        metrics = evaluate(
-            actors, obs_encoder, args.eval_envs, device, args.seed + 10_000, args.backend, video, args.max_episode_steps
+        metrics = envs.evaluate(
+            lambda obs: policy(actors, obs_encoder(obs)).mean,
+            args.eval_envs,
+            str(device),
+            args.seed + 10_000,
+            args.backend,
+            video,
+            args.max_episode_steps,
+            log=print,
         )
         print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
         raise SystemExit(0)
 
     backend = envs.resolve_backend(args.backend, str(device))
     if args.eval_every > 0 and backend == "isaacgym":
-        raise ValueError("--eval-every needs the torch backend: Isaac Gym runs one simulation per process")
+        raise SystemExit("error: --eval-every needs the torch backend: Isaac Gym runs one simulation per process")
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+    if num_iterations * batch_size != args.total_timesteps:
+        print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
     resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
-        resumed = torch.load(args.resume, map_location=device, weights_only=False)
-        if "actor_optimizers" not in resumed:
-            raise ValueError(f"{args.resume} holds no training state (written before --resume existed)")
+        resumed = load_checkpoint(args.resume, device)
         check_resume(resumed["args"], args)
-    run_dir = (
-        os.path.dirname(os.path.abspath(args.resume))
-        if resumed
-        else f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
-    )
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
+    print(f"run folder: {run_dir}", flush=True)
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
     if resumed is None:
         writer.add_text(
@@ -470,8 +527,6 @@ if __name__ == "__main__":
         )
 
     # TRY NOT TO MODIFY: seeding
-    random.seed(args.seed)
-    np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
@@ -502,69 +557,54 @@ if __name__ == "__main__":
     dones_buf = torch.zeros((T, E, 1), device=device)
     values_buf = torch.zeros((T, E, V), device=device)  # critic output (normalised units)
 
-    def random_states() -> Dict:
-        """Every random-number generator the run draws from (the torch env saves its own)."""
-        states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
-        states["cuda"] = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
-        return states
-
-    def restore_random_states(states: Dict) -> None:
-        torch.set_rng_state(states["torch"].cpu())
-        np.random.set_state(states["numpy"])
-        random.setstate(states["random"])
-        if states["cuda"] is not None and device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in states["cuda"]])
-
+    # Saving: everything needed to evaluate without the training command line and to resume exactly.
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
+    modules = {"obs_encoder": obs_encoder, "state_encoder": state_encoder, "critic": critic, "value_norm": value_norm}
 
     def save_checkpoint() -> None:
-        """Everything needed to evaluate the model without the training command line, and to resume
-        training exactly (optimisers, random-number generators, environment state)."""
-        checkpoint = {
-            "args": asdict(args),
-            "algo": "mappo",
-            "obs_dim": obs_dim,
-            "num_agents": A,
-            "state_dim": state_dim,
-            "action_dim": action_dim,
-            "actors": [actor.state_dict() for actor in actors],
-            "critic": critic.state_dict(),
-            "obs_encoder": obs_encoder.state_dict(),
-            "state_encoder": state_encoder.state_dict(),
-            "value_norm": value_norm.state_dict(),
-            "global_step": global_step,
-            "iteration": iteration,
-            "actor_optimizers": [opt.state_dict() for opt in actor_optimizers],
-            "critic_optimizer": critic_optimizer.state_dict(),
-            "env": env.state_dict(),  # {} on Isaac Gym: a resumed run starts fresh episodes there
-            "rng": random_states(),
-        }
+        checkpoint = {key: module.state_dict() for key, module in modules.items()}
+        checkpoint.update(algo="mappo", args=asdict(args), obs_dim=obs_dim, state_dim=state_dim, num_agents=A)
+        checkpoint.update(action_dim=action_dim, global_step=global_step, iteration=iteration)
+        checkpoint["actors"] = [actor.state_dict() for actor in actors]
+        checkpoint["actor_optimizers"] = [opt.state_dict() for opt in actor_optimizers]
+        checkpoint["critic_optimizer"] = critic_optimizer.state_dict()
+        checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
+        checkpoint["rng"] = torch.get_rng_state()
+        checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
         torch.save(checkpoint, model_path + ".tmp")
         os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
 
     # TRY NOT TO MODIFY: start the game
     global_step, iteration = 0, 0
     if resumed is not None:  # continue exactly where the checkpoint was written
-        for module, state in zip(actors, resumed["actors"]):
-            module.load_state_dict(state)
-        for opt, state in zip(actor_optimizers, resumed["actor_optimizers"]):
-            opt.load_state_dict(state)
-        critic.load_state_dict(resumed["critic"])
-        obs_encoder.load_state_dict(resumed["obs_encoder"])
-        state_encoder.load_state_dict(resumed["state_encoder"])
+        for key, module in modules.items():
+            module.load_state_dict(resumed[key])
+        for objects, key in ((actors, "actors"), (actor_optimizers, "actor_optimizers")):
+            for obj, state in zip(objects, resumed[key]):
+                obj.load_state_dict(state)
         critic_optimizer.load_state_dict(resumed["critic_optimizer"])
-        value_norm.load_state_dict(resumed["value_norm"])
-        restore_random_states(resumed["rng"])
+        torch.set_rng_state(resumed["rng"].cpu())
+        if device.type == "cuda" and resumed["cuda_rng"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in resumed["cuda_rng"]])
         global_step, iteration = resumed["global_step"], resumed["iteration"]
         print(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}", flush=True)
-    start_time, start_step = time.time(), global_step
+    start_time, start_step, last_save = time.time(), global_step, time.time()
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
 
+    stop_requested = []  # Ctrl-C: finish the iteration, save, print how to resume; a second one quits
+
+    def on_ctrl_c(signum, frame) -> None:
+        if stop_requested:
+            raise KeyboardInterrupt
+        stop_requested.append(True)
+        print("\nCtrl-C: saving after this iteration (Ctrl-C again to quit without saving)", flush=True)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
     first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
-    for iteration in range(first_iteration, args.num_iterations + 1):
+    for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0) / args.num_iterations
+            frac = 1.0 - (iteration - 1.0) / num_iterations
             for opt in actor_optimizers:
                 opt.param_groups[0]["lr"] = frac * args.actor_lr
             critic_optimizer.param_groups[0]["lr"] = frac * args.critic_lr
@@ -630,61 +670,13 @@ if __name__ == "__main__":
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
 
         # Optimizing the actors: all agents at once (shared network, or each its own), PPO-clip.
-        clipfracs, actor_grad_norms = [], []
-        for _epoch in range(args.update_epochs):
-            b_inds = torch.randperm(B, device=device)
-            for start in range(0, B - args.minibatch_size + 1, args.minibatch_size):
-                mb = b_inds[start : start + args.minibatch_size]
-                dist = policy(actors, b_obs[mb])
-                logratio = dist.log_prob(b_actions[mb]) - b_logprobs[mb]  # (mb, A, action_dim)
-                ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
-                mb_adv = b_advantages[mb].expand_as(ratio)  # each agent's own, or the team's
-                entropy = dist.entropy().sum(-1)  # (mb, A)
-                bound_penalty = bounds_loss(dist.loc)  # (mb, A)
-                with torch.no_grad():
-                    joint_logratio = logratio.sum(-1)
-                    old_approx_kl = (-joint_logratio).mean()
-                    approx_kl = ((joint_logratio.exp() - 1) - joint_logratio).mean()
-                    mean_outside = (dist.loc.abs() > 1.0).float().mean()
-                if args.share_param:  # one loss over every agent's samples, one optimiser step
-                    pg_loss, clipfrac = clipped_policy_loss(ratio, mb_adv, args.clip_coef)
-                    entropy_loss = entropy.mean()
-                    losses = [pg_loss - args.ent_coef * entropy_loss + args.bounds_loss_coef * bound_penalty.mean()]
-                else:  # independent PPO losses: every ratio is relative to the behaviour policy
-                    per_agent = [clipped_policy_loss(ratio[:, i], mb_adv[:, i], args.clip_coef) for i in range(A)]
-                    losses = [
-                        loss - args.ent_coef * entropy[:, i].mean() + args.bounds_loss_coef * bound_penalty[:, i].mean()
-                        for i, (loss, _) in enumerate(per_agent)
-                    ]
-                    pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
-                    clipfrac = torch.stack([cf for _, cf in per_agent]).mean()
-                    entropy_loss = entropy.mean()
-                clipfracs.append(clipfrac)
-                # Each loss depends on one actor only: one backward, then a clip and step per actor.
-                for opt in actor_optimizers:
-                    opt.zero_grad()
-                torch.stack(losses).sum().backward()
-                for actor, opt in zip(actors, actor_optimizers):
-                    actor_grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
-                    opt.step()
+        actor_stats = mappo_update_actors(actors, actor_optimizers, b_obs, b_actions, b_logprobs, b_advantages, args)
 
         # Optimizing the critic, after the actors (its update does not change this batch's advantages).
         if args.use_valuenorm:
             value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
         b_targets = value_norm.normalize(b_returns) if args.use_valuenorm else b_returns
-        critic_grad_norms = []
-        for _epoch in range(args.critic_epochs):
-            b_inds = torch.randperm(B, device=device)
-            for start in range(0, B - args.minibatch_size + 1, args.minibatch_size):
-                mb = b_inds[start : start + args.minibatch_size]
-                new_values = critic(b_states[mb])
-                v_loss = value_loss_fn(
-                    new_values, b_values[mb], b_targets[mb], args.clip_coef, args.huber_delta, args.clip_vloss
-                )
-                critic_optimizer.zero_grad()
-                (args.vf_coef * v_loss).backward()
-                critic_grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
-                critic_optimizer.step()
+        v_loss, critic_grad_norm = update_critic(critic, critic_optimizer, b_states, b_values, b_targets, args)
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes (one host sync per iteration)
         with torch.no_grad():
@@ -692,71 +684,78 @@ if __name__ == "__main__":
             explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
             std = torch.stack([a.std() for a in actors]).mean()
         logged = {
-            "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
-            "losses/value_loss": v_loss,
-            "losses/policy_loss": pg_loss,
-            "losses/entropy": entropy_loss,
-            "losses/old_approx_kl": old_approx_kl,
-            "losses/approx_kl": approx_kl,
-            "losses/clipfrac": torch.stack(clipfracs).mean(),
-            "losses/explained_variance": explained_var,
-            "losses/actor_grad_norm": torch.stack(actor_grad_norms).mean(),
-            "losses/bounds_loss": bound_penalty.mean().detach(),
-            "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
-            "charts/action_std": std,
-            "charts/action_mean_outside": mean_outside,  # share of action means beyond [-1, 1]
-            "charts/value_norm_mean": value_norm.stats()[0],
+            f"losses/{key}": value for key, value in actor_stats.items() if key not in ("grad_norm", "mean_outside")
         }
+        logged.update(
+            {
+                "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
+                "losses/value_loss": v_loss,
+                "losses/explained_variance": explained_var,
+                "losses/actor_grad_norm": actor_stats["grad_norm"],
+                "losses/critic_grad_norm": critic_grad_norm,
+                "charts/action_std": std,
+                "charts/action_mean_outside": actor_stats["mean_outside"],  # share of action means beyond [-1, 1]
+                "charts/value_norm_mean": value_norm.stats()[0],
+            }
+        )
         for k, name in enumerate(term_names):
             logged[f"rewards/{name}"] = term_sums[k] / T
         scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
         finished, successes, return_sum, length_sum = stats.tolist()
         for key, value in zip(logged, scalars.tolist()):
             writer.add_scalar(key, value, global_step)
-        sps = int((global_step - start_step) / (time.time() - start_time))
+        elapsed = time.time() - start_time
+        sps = int((global_step - start_step) / elapsed)
         writer.add_scalar("charts/SPS", sps, global_step)
-        line = f"iter {iteration}/{args.num_iterations} global_step={global_step} SPS={sps}"
+        line = f"iter {iteration}/{num_iterations} global_step={global_step} SPS={sps}"
         if finished > 0:
             writer.add_scalar("charts/episodic_return", return_sum / finished, global_step)
             writer.add_scalar("charts/episodic_length", length_sum / finished, global_step)
             writer.add_scalar("charts/success_rate", successes / finished, global_step)
             line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
-        print(line, flush=True)
+        eta = (num_iterations - iteration) * elapsed / (iteration - first_iteration + 1)
+        print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
         if args.eval_every > 0 and iteration % args.eval_every == 0:
             # Deterministic actions on fresh envs (own generator: the training run's random numbers
             # are untouched); the time it takes is left out of SPS.
             eval_start = time.time()
-            metrics = evaluate(
-                actors, obs_encoder, args.eval_envs, device, args.seed + 10_000, backend, None, args.max_episode_steps
+            metrics = envs.evaluate(
+                lambda obs: policy(actors, obs_encoder(obs)).mean,
+                args.eval_envs,
+                str(device),
+                args.seed + 10_000,
+                backend,
+                None,
+                args.max_episode_steps,
             )
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, global_step)
             print(f"evaluation at global_step={global_step} on {args.eval_envs} envs: {metrics}", flush=True)
             start_time += time.time() - eval_start
-        if args.save_model and args.checkpoint_every > 0 and iteration % args.checkpoint_every == 0:
+        if stop_requested or time.time() - last_save > 60 * args.checkpoint_minutes:
             save_checkpoint()
+            last_save = time.time()
+        if stop_requested:
+            command = [a for k, a in enumerate(sys.argv) if "--resume" not in (a, sys.argv[k - 1] if k else "")]
+            print(f"stopped; checkpoint saved. Continue with:\npython {' '.join(command)} --resume {model_path}")
+            raise SystemExit(130)
 
-    if args.save_model:
-        save_checkpoint()
-        print(f"model saved to {model_path}")
-        if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
-            print(
-                f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}"
-            )
-        else:
-            video = f"{run_dir}/eval.gif" if args.capture_video else None
-            metrics = evaluate(
-                actors.eval(),
-                obs_encoder,
-                args.eval_envs,
-                device,
-                args.seed + 10_000,
-                backend,
-                video,
-                args.max_episode_steps,
-            )
-            for key, value in metrics.items():
-                writer.add_scalar(f"eval/{key}", value, global_step)
-            print(f"evaluation on {args.eval_envs} envs: {metrics}")
-
+    save_checkpoint()
+    print(f"model saved to {model_path}")
+    if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
+        print(f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}")
+    elif args.eval_envs > 0:
+        metrics = envs.evaluate(
+            lambda obs: policy(actors, obs_encoder(obs)).mean,
+            args.eval_envs,
+            str(device),
+            args.seed + 10_000,
+            backend,
+            f"{run_dir}/eval.gif" if args.capture_video else None,
+            args.max_episode_steps,
+            log=print,
+        )
+        for key, value in metrics.items():
+            writer.add_scalar(f"eval/{key}", value, global_step)
+        print(f"evaluation on {args.eval_envs} envs: {metrics}")
     writer.close()

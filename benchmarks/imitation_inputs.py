@@ -3,7 +3,7 @@
 A [128, 128] actor (the scripts' `Actor` and `InputEncoder`) is fitted by supervised regression of
 its mean to the scripted controller's clipped actions, on observations from noisy scripted
 rollouts, then evaluated like the scripts (deterministic mean actions, first episode of each of
-300 envs, the scripts' `evaluate()`). Only the input pipeline differs between the rows, so the
+300 envs, `envs.evaluate()` as the scripts). Only the input pipeline differs between the rows, so the
 table says how much each pipeline loses before any reinforcement learning starts.
 
     python benchmarks/imitation_inputs.py            # about 5 min on one core
@@ -23,7 +23,7 @@ import envs  # noqa: E402, I001
 import torch  # noqa: E402
 
 from benchmarks.scripted_policy import scripted_actions  # noqa: E402
-from mappo_mapush import OBS_YAW_FEATURES, Actor, InputEncoder, evaluate  # noqa: E402
+from mappo_mapush import OBS_YAW_FEATURES, Actor, InputEncoder  # noqa: E402
 
 # name: (yaws as cos/sin, running mean/std normalisation, input LayerNorm)
 PIPELINES = {
@@ -86,7 +86,8 @@ def main() -> None:
     rows = []
     for name, pipeline in PIPELINES.items():
         encoder, actor, mse = fit(pipeline, observations, targets, args.adam_steps, args.batch, args.seed)
-        metrics = evaluate(torch.nn.ModuleList([actor]), encoder, args.eval_envs, torch.device("cpu"), args.seed + 1)
+        act = lambda obs, actor=actor, encoder=encoder: actor(encoder(obs))[0]  # noqa: E731
+        metrics = envs.evaluate(act, args.eval_envs, "cpu", args.seed + 1)
         rows.append((name, mse, metrics))
         print(f"{name}: imitation MSE {mse:.3f}, {metrics}", flush=True)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -17,11 +17,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # envs first: it imports isaacgym (when present), which must be loaded before torch.
-import envs  # noqa: E402, F401, I001
+import envs  # noqa: E402, I001
 
 import torch  # noqa: E402
 
-from mappo_mapush import evaluate  # noqa: E402
 
 STAND_OFF = 0.6 + 0.3  # box half side + robot half length + margin: where a pushing robot stands
 SIDE_OFFSET = 0.3  # each robot pushes 0.3 m left or right of the box centre line
@@ -61,17 +60,9 @@ def scripted_actions(obs: torch.Tensor) -> torch.Tensor:
     return torch.cat((velocity * 2.0, yaw_rate[..., None] * 2.0), -1)  # raw actions: env clips to 1
 
 
-class ScriptedActor(torch.nn.Module):
-    """The controller behind the scripts' Actor interface, so their evaluate() measures it."""
-
-    def forward(self, obs: torch.Tensor):
-        return scripted_actions(obs), torch.ones(3, device=obs.device)
-
-
 def run(num_envs: int, seed: int) -> dict:
-    """MAPush's metrics (first episode of each env) with the training scripts' own evaluate()."""
-    actors, raw_obs = torch.nn.ModuleList([ScriptedActor()]), torch.nn.Identity()
-    return evaluate(actors, raw_obs, num_envs, torch.device("cpu"), seed, "torch")
+    """MAPush's metrics (first episode of each env), measured by the evaluation the scripts use."""
+    return envs.evaluate(scripted_actions, num_envs, "cpu", seed, "torch")
 
 
 def main() -> None:

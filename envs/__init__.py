@@ -19,11 +19,15 @@ except Exception as err:  # ImportError, or a broken install (e.g. libpython3.8 
     isaacgym = None
     ISAACGYM_IMPORT_ERROR = err
 
+import torch  # noqa: E402
+
 from envs.cuboid_push import REWARD_TERMS, STATE_LAYOUT, CuboidPushEnv, TaskConfig  # noqa: E402
+from envs.evaluation import evaluate  # noqa: E402
 
 BACKENDS = ("auto", "torch", "isaacgym")
 
-__all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "make_env", "resolve_backend"]
+__all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "evaluate", "make_env"]
+__all__ += ["resolve_backend"]
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -46,6 +50,18 @@ def make_env(num_envs: int, device: str = "cpu", seed: int = 0, backend: str = "
     "torch" or "isaacgym". task_options: fields of envs.TaskConfig (torch backend) or of the
     Isaac Gym adapter; unknown names raise ValueError.
     """
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be a positive whole number, got {num_envs!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be a whole number, got {seed!r}")
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; accepted: 'cpu', 'cuda', 'cuda:N'") from None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {device!r}; accepted: 'cpu', 'cuda', 'cuda:N'")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use 'cpu'")
     name = resolve_backend(backend, device)
     if name == "torch":
         return CuboidPushEnv(num_envs, device=device, seed=seed, **task_options)

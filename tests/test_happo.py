@@ -21,7 +21,7 @@ TINY += ["--hidden-sizes", 16, 16]
 
 def update_args(**overrides):
     args = dict(num_minibatches=2, update_epochs=3, clip_coef=0.2, ent_coef=0.01, max_grad_norm=10.0)
-    args.update(action_aggregation="prod", factor_clip=None, bounds_loss_coef=0.0)
+    args.update(action_aggregation="prod", factor_clip=None)
     args.update(overrides)
     return SimpleNamespace(**args)
 
@@ -135,19 +135,19 @@ def printed_orders(stdout):
 
 @pytest.mark.parametrize("how", ["prod", "mean"])
 def test_smoke_run_factor_tags_and_save_evaluate(tmp_path, how):
-    out = run_script("happo_mapush.py", TINY + ["--save-model", "--action-aggregation", how], tmp_path)
+    out = run_script("happo_mapush.py", TINY + ["--action-aggregation", how], tmp_path)
     assert len(printed_orders(out)) == 3
     run_dir = single_run_dir(tmp_path)
     tags = event_tags(run_dir)
     for i in range(2):
         for key in ("mean", "min", "max", "std", "outside_clip"):
             assert f"factor/agent{i}/{key}" in tags and f"factor/position{i}/{key}" in tags
-        for key in ("policy_loss", "approx_kl", "clipfrac", "entropy", "grad_norm", "bounds_loss", "mean_outside"):
+        for key in ("policy_loss", "approx_kl", "clipfrac", "entropy", "grad_norm", "mean_outside"):
             assert f"losses/agent{i}/{key}" in tags
     assert {"charts/success_rate", "charts/episodic_return", "losses/value_loss", "eval/success_rate"} <= tags
-    assert {"losses/bounds_loss", "charts/action_mean_outside"} <= tags
+    assert "charts/action_mean_outside" in tags
     ckpt = glob.glob(os.path.join(run_dir, "*.cleanrl_model"))[0]
-    saved = torch.load(ckpt, weights_only=False)
+    saved = happo.load_checkpoint(ckpt, torch.device("cpu"))
     assert saved["algo"] == "happo" and len(saved["actors"]) == 2
     assert saved["args"]["action_aggregation"] == how
     out = run_script(
@@ -162,9 +162,9 @@ def test_orders_and_parameters_reproducible_with_seed(tmp_path):
     for k, extra in enumerate([[], [], ["--fixed-order"]]):
         cwd = tmp_path / str(k)
         cwd.mkdir()
-        outs.append(run_script("happo_mapush.py", TINY + ["--save-model", "--total-timesteps", 384] + extra, cwd))
+        outs.append(run_script("happo_mapush.py", TINY + ["--total-timesteps", 384] + extra, cwd))
         ckpt = glob.glob(os.path.join(single_run_dir(cwd), "*.cleanrl_model"))[0]
-        params.append(torch.load(ckpt, weights_only=False)["actors"])
+        params.append(torch.load(ckpt, weights_only=True)["actors"])
     assert printed_orders(outs[0]) == printed_orders(outs[1])
     assert len(set(printed_orders(outs[0]))) == 2  # 6 iterations with seed 1 see both orders
     assert set(printed_orders(outs[2])) == {"[0, 1]"}
@@ -178,32 +178,9 @@ def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     """Includes the agent orders: the order generator is restored with the rest."""
     assert_resume_is_exact("happo_mapush.py", TINY, 64, tmp_path)
     saved = asdict(happo.Args())
-    happo.check_resume(saved, happo.Args(total_timesteps=10, checkpoint_every=1))
-    with pytest.raises(ValueError, match="--action-aggregation 'prod' -> 'mean'"):
+    happo.check_resume(saved, happo.Args(total_timesteps=10, checkpoint_minutes=1))
+    with pytest.raises(SystemExit, match="--action-aggregation 'prod' -> 'mean'"):
         happo.check_resume(saved, happo.Args(action_aggregation="mean"))
-
-
-def test_bounds_loss_coef_pulls_a_saturated_mean_back_into_range():
-    """A yaw mean far below -1 (every sample clipped to the same command) gets no policy gradient
-    from advantages that ignore it; --bounds-loss-coef brings it back towards the range."""
-    assert torch.allclose(happo.bounds_loss(torch.tensor([[0.5, 1.5, -2.0]])), torch.tensor([1.25]))
-
-    def yaw_mean_after(coef):
-        actors, optimizers, obs, actions, logprobs, _ = make_batch(1, B=128)
-        with torch.no_grad():
-            actors[0].mean.bias[2] -= 3.0
-            logprobs = happo.policy(actors, obs).log_prob(actions)
-        zero_adv, ones = torch.zeros(128), torch.ones(128)
-        args = update_args(update_epochs=50, num_minibatches=1, bounds_loss_coef=coef)
-        stats = happo.happo_actor_update(
-            actors[0], optimizers[0], obs[:, 0], actions[:, 0], logprobs[:, 0], zero_adv, ones, args
-        )
-        return actors[0](obs[:, 0])[0][:, 2].mean().item(), stats
-
-    unchanged, stats = yaw_mean_after(0.0)
-    assert unchanged == pytest.approx(-3.0, abs=0.05) and stats["mean_outside"] > 0.3
-    pulled, stats = yaw_mean_after(1.0)
-    assert -1.5 < pulled < -0.9 and stats["bounds_loss"] < 1.0
 
 
 def test_each_agent_trains_on_its_own_advantage_column():

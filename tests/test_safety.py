@@ -1,0 +1,141 @@
+"""Nothing lost, clear errors: bad flag values, Ctrl-C, run folders, checkpoints, env arguments."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, checkpoint_of, run_script
+
+import envs
+import happo_mapush as happo
+import mappo_mapush as mappo
+
+TINY = ["--num-envs", 8, "--num-steps", 8, "--max-episode-steps", 6, "--eval-envs", 2, "--hidden-sizes", 16]
+
+
+def run_failing(script, args, cwd):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, script)] + [str(a) for a in args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (dict(num_envs=0), "--num-envs must be >= 1, got 0"),
+        (dict(num_envs=-5), "--num-envs must be >= 1, got -5"),
+        (dict(num_steps=0), "--num-steps must be >= 1"),
+        (dict(num_minibatches=0), "--num-minibatches must be >= 1"),
+        (dict(num_minibatches=1000), "--num-minibatches 1000 must divide the batch of 32768 env steps"),
+        (dict(total_timesteps=1000), "--total-timesteps 1000 is smaller than one batch of 32768"),
+        (dict(actor_lr=0.0), "--actor-lr must be > 0"),
+        (dict(gamma=1.5), "--gamma must be in (0, 1]"),
+        (dict(eval_envs=-1), "--eval-envs and --eval-every must be >= 0"),
+        (dict(hidden_sizes=()), "--hidden-sizes needs one or more positive widths"),
+        (dict(std_max=-1.0), "--std-max must be > 0"),
+    ],
+)
+def test_bad_flag_values_are_named_with_the_accepted_range(script, flags, message):
+    assert message in script.args_error(script.Args(**flags))
+
+
+def test_defaults_are_valid_and_a_bad_value_stops_the_script_in_one_line(tmp_path):
+    assert mappo.args_error(mappo.Args()) is None and happo.args_error(happo.Args()) is None
+    proc = run_failing("mappo_mapush.py", ["--num-envs", 0], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: --num-envs must be >= 1, got 0"  # no traceback
+    assert not (tmp_path / "runs").exists()  # refused before anything was created
+
+
+def test_a_partial_last_batch_is_said_not_dropped_silently(tmp_path):
+    out = run_script("mappo_mapush.py", TINY + ["--total-timesteps", 100, "--eval-envs", 0], tmp_path)
+    assert "note: training 64 env steps, whole batches of 64" in out
+
+
+@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
+def test_ctrl_c_saves_and_prints_the_resume_command_which_continues(tmp_path, script):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, os.path.join(ROOT, script)] + [str(a) for a in TINY + ["--total-timesteps", 64000]]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:  # interrupt once training is under way
+        lines.append(line)
+        if line.startswith("iter 2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    out = "".join(lines) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "Ctrl-C: saving after this iteration" in out and "Traceback" not in out
+    path, checkpoint = checkpoint_of(tmp_path)  # loads with weights_only=True
+    stopped_at = checkpoint["iteration"]
+    assert 2 <= stopped_at < 1000
+    resume_line, relative = out.strip().splitlines()[-1], os.path.relpath(path, tmp_path)
+    assert resume_line.startswith("python ") and resume_line.endswith(f"--resume {relative}")
+    # The printed command continues the run (run it shortened to one more iteration).
+    resumed = resume_line.split()[1:]
+    resumed[resumed.index("--total-timesteps") + 1] = str(64 * (stopped_at + 1))
+    out = run_script(resumed[0], resumed[1:], tmp_path)
+    assert f"resumed {relative} at iteration {stopped_at}" in out and f"iter {stopped_at + 1}/" in out
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(mappo.time, "time", lambda: 1_800_000_000.0)
+    first, second = mappo.new_run_dir(mappo.Args()), mappo.new_run_dir(mappo.Args())
+    assert first == "runs/mapush__mappo_mapush__1__1800000000" and second == first + "_2"
+    assert os.path.isdir(first) and os.path.isdir(second)
+
+
+class NotPlainData:
+    """Pickled objects of arbitrary classes can run code when loaded; weights_only refuses them."""
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_missing_corrupt_foreign_or_unsafe_checkpoints_give_one_clear_line(tmp_path, script):
+    cpu = torch.device("cpu")
+    with pytest.raises(SystemExit, match="no checkpoint file at"):
+        script.load_checkpoint(str(tmp_path / "missing.cleanrl_model"), cpu)
+    corrupt = tmp_path / "corrupt.cleanrl_model"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(SystemExit, match="is not a readable checkpoint"):
+        script.load_checkpoint(str(corrupt), cpu)
+    unsafe = tmp_path / "unsafe.cleanrl_model"
+    torch.save({"algo": script.__name__[:5], "payload": NotPlainData()}, str(unsafe))
+    with pytest.raises(SystemExit, match="is not a readable checkpoint"):
+        script.load_checkpoint(str(unsafe), cpu)
+    foreign = tmp_path / "foreign.cleanrl_model"
+    torch.save({"algo": "mappo" if script is happo else "happo"}, str(foreign))
+    with pytest.raises(SystemExit, match=f"is not a checkpoint of {script.__name__}.py"):
+        script.load_checkpoint(str(foreign), cpu)
+
+
+def test_eval_checkpoint_of_a_missing_file_is_one_line(tmp_path):
+    proc = run_failing("happo_mapush.py", ["--eval-checkpoint", tmp_path / "nope.cleanrl_model"], tmp_path)
+    assert (
+        proc.returncode == 1
+        and proc.stderr.strip() == f"error: no checkpoint file at {tmp_path / 'nope.cleanrl_model'}"
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_envs=2, device="gpu"), "unknown device 'gpu'"),
+        (dict(num_envs=2.5), "num_envs must be a positive whole number, got 2.5"),
+        (dict(num_envs=0), "num_envs must be a positive whole number, got 0"),
+        (dict(num_envs=2, seed=None), "seed must be a whole number, got None"),
+    ],
+)
+def test_make_env_refuses_bad_arguments_in_one_line(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        envs.make_env(**kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_make_env_on_cuda_without_cuda_says_so():
+    with pytest.raises(ValueError, match="CUDA is not available here"):
+        envs.make_env(2, device="cuda")
