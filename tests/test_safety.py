@@ -139,3 +139,12 @@ def test_make_env_refuses_bad_arguments_in_one_line(kwargs, message):
 def test_make_env_on_cuda_without_cuda_says_so():
     with pytest.raises(ValueError, match="CUDA is not available here"):
         envs.make_env(2, device="cuda")
+
+
+def test_an_unwritable_video_path_keeps_the_metrics(tmp_path):
+    messages = []
+    act = lambda obs: torch.zeros(obs.shape[:-1] + (3,))  # noqa: E731
+    video = str(tmp_path / "no_such_folder" / "eval.gif")
+    metrics = envs.evaluate(act, 2, "cpu", 0, "torch", video, max_episode_steps=4, log=messages.append)
+    assert set(metrics) == {"success_rate", "finish_time_s", "collaboration_degree"}
+    assert any(m.startswith("evaluation video not written") for m in messages)
