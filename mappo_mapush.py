@@ -420,6 +420,14 @@ def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tup
     return v_loss.detach(), torch.stack(grad_norms).mean()
 
 
+def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -> Dict[str, float]:
+    """MAPush's metrics of the deterministic policy (mean actions) on --eval-envs fresh environments,
+    the same ones every time (their own generator: the training run's random numbers are untouched)."""
+    act = lambda obs: policy(actors, obs_encoder(obs)).mean  # noqa: E731
+    seed, steps = args.seed + 10_000, args.max_episode_steps
+    return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log)
+
+
 # Saving and resuming. Checkpoints hold tensors and plain data only (they load with weights_only=True).
 # Flags a resumed run may change: how long it runs and what it writes, never what it learns.
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
@@ -493,16 +501,7 @@ if __name__ == "__main__":
     if args.eval_checkpoint is not None:
         obs_encoder, _, actors, _, _ = restore_networks(load_checkpoint(args.eval_checkpoint, device), device)
         video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
-        metrics = envs.evaluate(
-            lambda obs: policy(actors, obs_encoder(obs)).mean,
-            args.eval_envs,
-            str(device),
-            args.seed + 10_000,
-            args.backend,
-            video,
-            args.max_episode_steps,
-            log=print,
-        )
+        metrics = evaluate(actors, obs_encoder, args, device, args.backend, video, log=print)
         print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
         raise SystemExit(0)
 
@@ -716,18 +715,9 @@ if __name__ == "__main__":
         eta = (num_iterations - iteration) * elapsed / (iteration - first_iteration + 1)
         print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
         if args.eval_every > 0 and iteration % args.eval_every == 0:
-            # Deterministic actions on fresh envs (own generator: the training run's random numbers
-            # are untouched); the time it takes is left out of SPS.
+            # The time the evaluation takes is left out of SPS.
             eval_start = time.time()
-            metrics = envs.evaluate(
-                lambda obs: policy(actors, obs_encoder(obs)).mean,
-                args.eval_envs,
-                str(device),
-                args.seed + 10_000,
-                backend,
-                None,
-                args.max_episode_steps,
-            )
+            metrics = evaluate(actors, obs_encoder, args, device, backend)
             for key, value in metrics.items():
                 writer.add_scalar(f"eval/{key}", value, global_step)
             print(f"evaluation at global_step={global_step} on {args.eval_envs} envs: {metrics}", flush=True)
@@ -745,16 +735,8 @@ if __name__ == "__main__":
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         print(f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}")
     elif args.eval_envs > 0:
-        metrics = envs.evaluate(
-            lambda obs: policy(actors, obs_encoder(obs)).mean,
-            args.eval_envs,
-            str(device),
-            args.seed + 10_000,
-            backend,
-            f"{run_dir}/eval.gif" if args.capture_video else None,
-            args.max_episode_steps,
-            log=print,
-        )
+        video = f"{run_dir}/eval.gif" if args.capture_video else None
+        metrics = evaluate(actors, obs_encoder, args, device, backend, video, log=print)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, global_step)
         print(f"evaluation on {args.eval_envs} envs: {metrics}")
