@@ -236,12 +236,13 @@ def rate_at(train, step: float, window: float = 2e6):
 
 def eval_at(path: str, step: float):
     """Deterministic evaluation success during training at `step` env steps (the latest evaluation
-    within the 1.1M steps before it), else the final evaluation if the run ended there; else None."""
-    evals = [rate for at, rate in during_evals(path) if step - 1.1e6 < at <= step]
+    within the 0.5M steps before it: with EVAL_EVERY, at 0.98M, 1.97M, ...), else the final
+    evaluation if the run ended there; else None."""
+    evals = [rate for at, rate in during_evals(path) if step - 5e5 < at <= step]
     if evals:
         return evals[-1]
     rows = [r for r in csv.DictReader(open(path)) if r["kind"] == "eval"]
-    return float(rows[0]["success_rate"]) if rows and step - 1.1e6 < int(rows[0]["global_step"]) <= step else None
+    return float(rows[0]["success_rate"]) if rows and step - 5e5 < int(rows[0]["global_step"]) <= step else None
 
 
 def seed_table(curves):
@@ -265,6 +266,39 @@ def seed_table(curves):
         cells += [spread([eval_at(csv_path(config, int(seed)), step) for seed, _ in runs]) for step in (5e6, 10e6)]
         n_done = sum(v is not None for v in finals)
         lines.append(f"| {config} | {len(runs)} ({n_done}) | " + " | ".join(cells) + f" | {spread(finals)} |")
+    return lines
+
+
+def cpu_per_million(path: str):
+    """CPU seconds per 1M env steps of a run (from its cpu_s column), None if it has none."""
+    rows = [r for r in csv.DictReader(open(path)) if r["kind"] == "train" and r.get("cpu_s")]
+    if len(rows) < 2:
+        return None
+    steps = int(rows[-1]["global_step"]) - int(rows[0]["global_step"])
+    return (float(rows[-1]["cpu_s"]) - float(rows[0]["cpu_s"])) / steps * 1e6 if steps > 0 else None
+
+
+def ablation_table(curves):
+    """The recipe's ablation: deterministic evaluation success at 1-5M env steps, mean (min-max) over
+    seeds, and the CPU cost per 1M steps."""
+    configs = [c for c in PLOT_GROUPS["ablation.png"] if c in curves]
+    if len(configs) < 2:
+        return []
+    lines = ["", "## Ablation of the recipe (deterministic evaluation success, mean (min-max) over seeds)", ""]
+    lines += ["| config | seeds | at 1M | 2M | 3M | 4M | 5M | CPU-s per 1M steps |", "|---|---:|" + "---:|" * 6]
+
+    def cell(values):
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{sum(values) / len(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+    for config in configs:
+        paths = [csv_path(config, int(seed)) for seed, _ in curves[config]]
+        cells = [cell([eval_at(path, step) for path in paths]) for step in (1e6, 2e6, 3e6, 4e6, 5e6)]
+        cpu = [c for c in (cpu_per_million(path) for path in paths) if c is not None]
+        cost = f"{sum(cpu) / len(cpu):.0f}" if cpu else "-"
+        lines.append(f"| {config} | {len(paths)} | " + " | ".join(cells) + f" | {cost} |")
     return lines
 
 
@@ -293,6 +327,7 @@ def summarise() -> None:
         )
         curves.setdefault(config, []).append((seed, train))
     lines += seed_table(curves)
+    lines += ablation_table(curves)
     during = {p: during_evals(p) for p in paths}
     if any(during.values()):
         lines += ["", "## Evaluations during training (deterministic, success rate at env steps)", ""]

@@ -104,3 +104,28 @@ def test_imitation_benchmark_fits_every_input_pipeline(tmp_path):
     zero_action_mse, mses = float(rows[0][2]), [float(row[2]) for row in rows[1:]]
     assert all(mse < zero_action_mse for mse in mses)  # every pipeline learned something
     assert all(0.0 <= float(row[3]) <= 1.0 for row in rows[1:])  # a success rate each
+
+
+def test_ablation_table_reads_evaluations_and_cpu_time(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import learning_runs
+
+    learning_runs.set_dirs(str(tmp_path), str(tmp_path))
+    header = ["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"]
+    curves = {}
+    for config, seed, rates in [("mappo", 1, [0.1, 0.5]), ("mappo", 2, [0.3, 0.7]), ("mappo_std0.5", 1, [0.0, 0.1])]:
+        rows = [["train", 1_000_000, 1, 5, 0.1, -1, 60, 100], ["train", 2_000_000, 1, 5, 0.1, -1, 120, 180]]
+        rows += [
+            ["during_eval", 983_040, "", 300, rates[0], "", 61, 101],
+            ["during_eval", 1_966_080, "", 300, rates[1], "", 121, 181],
+        ]
+        with open(learning_runs.csv_path(config, seed), "w", newline="") as f:
+            out = csv.writer(f)
+            out.writerow(header)
+            out.writerows(rows)
+        train = [r for r in csv.DictReader(open(learning_runs.csv_path(config, seed))) if r["kind"] == "train"]
+        curves.setdefault(config, []).append((str(seed), train))
+    lines = learning_runs.ablation_table(curves)
+    row = next(line for line in lines if line.startswith("| mappo |"))
+    assert row == "| mappo | 2 | 0.20 (0.10-0.30) | 0.60 (0.50-0.70) | - | - | - | 80 |"
+    assert any(line.startswith("| mappo_std0.5 | 1 | 0.00 (0.00-0.00) | 0.10 (0.10-0.10) |") for line in lines)
