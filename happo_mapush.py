@@ -389,8 +389,8 @@ def happo_actor_update(
             grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
             optimizer.step()
             clipfracs.append(clipfrac)
-            with torch.no_grad():
-                joint_logratio = logratio.sum(-1)
+    with torch.no_grad():
+        joint_logratio = logratio.sum(-1)
     return {
         "policy_loss": pg_loss.detach(),
         "entropy": entropy.detach(),
