@@ -387,6 +387,10 @@ def plot_groups(curves) -> None:
                 steps = [step / 1e6 for step, _, _ in rates]
                 axes[2].plot(steps, [r[1] for r in rates], label=None if evals else label, **style)
                 axes[3].plot(steps, [r[2] for r in rates], **style)
+        for ax in axes[:3]:  # the observation-only scripted controller (results/scripted_policy.md)
+            ax.axhline(
+                0.987, color="black", linestyle=":", linewidth=1, label="scripted controller" if ax is axes[0] else None
+            )
         titles = ["evaluation success", "evaluation success", "training success (last 1M steps)", "return"]
         for ax, title in zip(axes, titles):
             ax.set_xlabel("env steps (millions)")
