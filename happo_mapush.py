@@ -144,6 +144,8 @@ def args_error(args: Args) -> Optional[str]:
         return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
     if args.total_timesteps < batch and args.eval_checkpoint is None:
         return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} env steps (--num-envs x --num-steps)"
+    if args.factor_clip is not None and not 0 <= args.factor_clip[0] <= args.factor_clip[1]:
+        return f"--factor-clip needs 0 <= LOW <= HIGH, got {args.factor_clip[0]} {args.factor_clip[1]}"
     return None
 
 

@@ -97,7 +97,7 @@ def main() -> None:
             f"`python benchmarks/imitation_inputs.py` ({observations.shape[0]:,} observations from {args.num_envs} "
             f"envs x {args.num_steps} noisy scripted steps (noise std {args.noise}), {args.adam_steps} Adam steps "
             f"of {args.batch}, [128, 128] actor; evaluation: {args.eval_envs} envs, deterministic, first episode; "
-            f"{time.time() - start:.0f} s on one CPU thread)\n\n"
+            f"{time.time() - start:.0f} s on {torch.get_num_threads()} CPU thread(s))\n\n"
         )
         f.write("| actor input | imitation MSE | success rate | finish time (s) |\n|---|---:|---:|---:|\n")
         f.write(f"| (none: always the zero action) | {(targets**2).mean().item():.3f} | | |\n")

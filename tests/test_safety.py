@@ -43,6 +43,11 @@ def test_bad_flag_values_are_named_with_the_accepted_range(script, flags, messag
     assert message in script.args_error(script.Args(**flags))
 
 
+def test_happo_refuses_an_inverted_factor_clip():
+    assert "--factor-clip needs 0 <= LOW <= HIGH, got 2.0 0.5" in happo.args_error(happo.Args(factor_clip=(2.0, 0.5)))
+    assert happo.args_error(happo.Args(factor_clip=(0.5, 2.0))) is None
+
+
 def test_defaults_are_valid_and_a_bad_value_stops_the_script_in_one_line(tmp_path):
     assert mappo.args_error(mappo.Args()) is None and happo.args_error(happo.Args()) is None
     proc = run_failing("mappo_mapush.py", ["--num-envs", 0], tmp_path)
