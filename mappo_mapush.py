@@ -4,6 +4,7 @@
 import envs  # noqa: I001  (keep first)
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -36,8 +37,9 @@ class Args:
     """if toggled, cuda will be used when available"""
     backend: Literal["auto", "torch", "isaacgym"] = "auto"
     """environment backend: torch surrogate, Isaac Gym (MAPush), or auto (Isaac Gym if usable)"""
-    compile_env: bool = False
-    """torch backend only: run the env step through torch.compile (faster after ~1 min compile)"""
+    compile: bool = False
+    """torch.compile the rollout's network step, GAE, the mini-batch losses and (torch backend) the env
+    step: the same code, fused by inductor; compiling takes about a minute at the start, and on CPU a C++ compiler"""
     max_episode_steps: int = 1000
     """episode time limit in env steps (MAPush: 1000 = 20 s); lower it only for quick tests"""
     collision_scale: float = -0.0025
@@ -137,6 +139,8 @@ def args_error(args: Args) -> Optional[str]:
         return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
+    if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
+        return "--compile needs a C++ compiler on the PATH (c++, g++ or clang++); install one or leave --compile out"
     batch = args.num_envs * args.num_steps
     if batch % args.num_minibatches:
         return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
@@ -339,52 +343,62 @@ def clipped_policy_loss(ratio, advantages, clip_coef: float):
     return -surrogate.mean(), clipfrac
 
 
+def actor_loss(actors, obs, actions, old_logprobs, advantages, args) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """PPO-clip loss of one mini-batch for every agent, and its statistics.
+
+    One loss over every agent's samples (shared actor), or the sum of one loss per agent (separate
+    actors: each depends on its own actor only, so one backward gives each actor its own gradient).
+    obs (mb, A, obs_dim), actions and rollout-time old_logprobs (mb, A, action_dim), advantages
+    (mb, A) each agent's own or (mb, 1) the team's."""
+    dist = policy(actors, obs)
+    logratio = dist.log_prob(actions) - old_logprobs  # (mb, A, action_dim)
+    ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
+    advantages = advantages.expand_as(ratio)
+    entropy = dist.entropy().sum(-1)  # (mb, A)
+    if len(actors) == 1:
+        pg_loss, clipfrac = clipped_policy_loss(ratio, advantages, args.clip_coef)
+        losses = [pg_loss - args.ent_coef * entropy.mean()]
+    else:
+        per_agent = [clipped_policy_loss(ratio[:, i], advantages[:, i], args.clip_coef) for i in range(len(actors))]
+        losses = [loss - args.ent_coef * entropy[:, i].mean() for i, (loss, _) in enumerate(per_agent)]
+        pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
+        clipfrac = torch.stack([cf for _, cf in per_agent]).mean()
+    joint_logratio = logratio.detach().sum(-1)
+    stats = {
+        "policy_loss": pg_loss.detach(),
+        "entropy": entropy.detach().mean(),
+        "mean_outside": (dist.loc.detach().abs() > 1.0).float().mean(),  # share of action means beyond [-1, 1]
+        "old_approx_kl": (-joint_logratio).mean(),
+        "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),
+        "clipfrac": clipfrac.detach(),
+    }
+    return torch.stack(losses).sum(), stats
+
+
 def mappo_update_actors(
     actors, optimizers, b_obs, b_actions, b_logprobs, b_advantages, args
 ) -> Dict[str, torch.Tensor]:
-    """PPO epochs for all agents at once: one loss over every agent's samples (shared actor), or
-    one per agent (separate actors), every ratio relative to the behaviour policy.
+    """PPO epochs for all agents at once, every ratio relative to the behaviour policy.
 
     b_obs (B, A, obs_dim), b_actions and rollout-time b_logprobs (B, A, action_dim), b_advantages
-    (B, A) each agent's own or (B, 1) the team's. Returns the stats of the last mini-batch."""
-    B, A = b_obs.shape[:2]
+    (B, A) or (B, 1). Returns the stats of the last mini-batch, with the mean clip fraction and grad norm."""
+    B = b_obs.shape[0]
     minibatch_size = B // args.num_minibatches
     clipfracs, grad_norms = [], []
     for _epoch in range(args.update_epochs):
         b_inds = torch.randperm(B, device=b_obs.device)
         for start in range(0, B - minibatch_size + 1, minibatch_size):
             mb = b_inds[start : start + minibatch_size]
-            dist = policy(actors, b_obs[mb])
-            logratio = dist.log_prob(b_actions[mb]) - b_logprobs[mb]  # (mb, A, action_dim)
-            ratio = aggregate_ratio(logratio, args.action_aggregation)  # (mb, A)
-            mb_adv = b_advantages[mb].expand_as(ratio)
-            entropy = dist.entropy().sum(-1)  # (mb, A)
-            if len(actors) == 1:  # one loss, one optimiser step
-                pg_loss, clipfrac = clipped_policy_loss(ratio, mb_adv, args.clip_coef)
-                losses = [pg_loss - args.ent_coef * entropy.mean()]
-            else:  # each loss depends on one actor only: one backward, then a clip and step per actor
-                per_agent = [clipped_policy_loss(ratio[:, i], mb_adv[:, i], args.clip_coef) for i in range(A)]
-                losses = [loss - args.ent_coef * entropy[:, i].mean() for i, (loss, _) in enumerate(per_agent)]
-                pg_loss = torch.stack([loss for loss, _ in per_agent]).mean()
-                clipfrac = torch.stack([cf for _, cf in per_agent]).mean()
-            clipfracs.append(clipfrac)
+            loss, stats = actor_loss(actors, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], args)
+            clipfracs.append(stats["clipfrac"])
             for opt in optimizers:
                 opt.zero_grad()
-            torch.stack(losses).sum().backward()
+            loss.backward()
             for actor, opt in zip(actors, optimizers):
                 grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
                 opt.step()
-    with torch.no_grad():
-        joint_logratio = logratio.sum(-1)
-    return {
-        "policy_loss": pg_loss.detach(),
-        "entropy": entropy.mean().detach(),
-        "mean_outside": (dist.loc.detach().abs() > 1.0).float().mean(),  # share of action means beyond [-1, 1]
-        "old_approx_kl": (-joint_logratio).mean(),
-        "approx_kl": ((joint_logratio.exp() - 1) - joint_logratio).mean(),
-        "clipfrac": torch.stack(clipfracs).mean(),
-        "grad_norm": torch.stack(grad_norms).mean(),
-    }
+    stats.update(clipfrac=torch.stack(clipfracs).mean(), grad_norm=torch.stack(grad_norms).mean())
+    return stats
 
 
 def huber(error: torch.Tensor, delta: float) -> torch.Tensor:
@@ -401,6 +415,11 @@ def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta
     return loss.mean()
 
 
+def critic_loss(critic, states, old_values, targets, args) -> torch.Tensor:
+    """The value loss of one mini-batch (a function of its own so that --compile can fuse it)."""
+    return value_loss_fn(critic(states), old_values, targets, args.clip_coef, args.huber_delta, args.clip_vloss)
+
+
 def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tuple[torch.Tensor, torch.Tensor]:
     """The critic's epochs on normalised targets; returns the last value loss and the mean grad norm."""
     B = b_states.shape[0]
@@ -410,9 +429,7 @@ def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tup
         b_inds = torch.randperm(B, device=b_states.device)
         for start in range(0, B - minibatch_size + 1, minibatch_size):
             mb = b_inds[start : start + minibatch_size]
-            v_loss = value_loss_fn(
-                critic(b_states[mb]), b_values[mb], b_targets[mb], args.clip_coef, args.huber_delta, args.clip_vloss
-            )
+            v_loss = critic_loss(critic, b_states[mb], b_values[mb], b_targets[mb], args)
             optimizer.zero_grad()
             v_loss.backward()
             grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
@@ -431,7 +448,7 @@ def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -
 # Saving and resuming. Checkpoints hold tensors and plain data only (they load with weights_only=True).
 # Flags a resumed run may change: how long it runs and what it writes, never what it learns.
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
-RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile_env")
+RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile")
 
 
 def check_resume(saved_args: Dict, args) -> None:
@@ -532,7 +549,7 @@ if __name__ == "__main__":
     # env setup
     env_options = {"max_episode_steps": args.max_episode_steps, "team_reward": args.team_reward}
     env_options["collision_punishment_scale"] = args.collision_scale
-    if args.compile_env and backend == "torch":
+    if args.compile and backend == "torch":
         env_options["compile"] = True
     env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
     A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
@@ -544,6 +561,22 @@ if __name__ == "__main__":
 
     def denorm(v: torch.Tensor) -> torch.Tensor:
         return value_norm.denormalize(v) if args.use_valuenorm else v
+
+    def rollout_step(obs: torch.Tensor, state: torch.Tensor):
+        """The networks' part of one rollout step. The encoders take in each observation once."""
+        with torch.no_grad():
+            obs_input, state_input = obs_encoder(obs, update=True), state_encoder(state, update=True)
+            dist = policy(actors, obs_input)
+            return obs_input, state_input, dist.loc, dist.scale, critic(state_input)
+
+    def state_value(state: torch.Tensor) -> torch.Tensor:
+        """V(state) in reward units, for bootstrapping."""
+        with torch.no_grad():
+            return denorm(critic(state_encoder(state)))
+
+    if args.compile:  # the same functions, fused by inductor; rebinding the names makes every caller use them
+        rollout_step, state_value, compute_gae = map(torch.compile, (rollout_step, state_value, compute_gae))
+        actor_loss, critic_loss = torch.compile(actor_loss), torch.compile(critic_loss)
 
     # ALGO Logic: Storage setup
     T, E = args.num_steps, args.num_envs
@@ -610,21 +643,20 @@ if __name__ == "__main__":
 
         # Episode statistics, accumulated on the device and read once per iteration.
         stats = torch.zeros(4, device=device)  # finished episodes, successes, return sum, length sum
+        rollout_start, env_seconds = time.perf_counter(), 0.0  # where the time goes (exact on CPU; not synced on CUDA)
         term_sums = torch.zeros(len(term_names), device=device)
         for step in range(T):
             global_step += E
-            # ALGO LOGIC: action logic. The encoders' running statistics take in each observation once.
-            with torch.no_grad():
-                obs_buf[step] = obs_input = obs_encoder(next_obs, update=True)
-                states_buf[step] = state_input = state_encoder(next_state, update=True)
-                dist = policy(actors, obs_input)
-                action = dist.sample()
-                logprobs_buf[step] = dist.log_prob(action)
-                values_buf[step] = critic(state_input)
-            actions_buf[step] = action
+            # ALGO LOGIC: action logic (sampling outside the compiled step keeps its random numbers eager's)
+            obs_buf[step], states_buf[step], mean, std, values_buf[step] = rollout_step(next_obs, next_state)
+            dist = Normal(mean, std)
+            actions_buf[step] = action = dist.sample()
+            logprobs_buf[step] = dist.log_prob(action)
 
             # TRY NOT TO MODIFY: execute the game and log data.
+            env_start = time.perf_counter()
             next_obs, next_state, reward, terminated, truncated, info = env.step(action)
+            env_seconds += time.perf_counter() - env_start
             if args.value_target != "agent":  # one team reward (E, 1)
                 reward = (
                     reward.sum(1, keepdim=True) if args.value_target == "team-sum" else reward.mean(1, keepdim=True)
@@ -632,9 +664,7 @@ if __name__ == "__main__":
             reward = reward * args.reward_scale
             done = terminated | truncated
             if args.bootstrap_timeouts:  # a time limit is not a terminal state: add gamma * V(s_final)
-                with torch.no_grad():
-                    final_value = denorm(critic(state_encoder(info["final_state"])))
-                    reward = reward + args.gamma * truncated.float()[:, None] * final_value
+                reward = reward + args.gamma * truncated.float()[:, None] * state_value(info["final_state"])
             rewards_buf[step] = reward
             dones_buf[step] = done.float()[:, None]
             done_f = done.float()
@@ -648,9 +678,10 @@ if __name__ == "__main__":
             )
             term_sums += info["reward_terms"]
 
+        update_start = time.perf_counter()
         # bootstrap value if not done
+        next_value = state_value(next_state)
         with torch.no_grad():
-            next_value = denorm(critic(state_encoder(next_state)))
             values_raw = denorm(values_buf)
             advantages, returns = compute_gae(
                 rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda
@@ -695,6 +726,9 @@ if __name__ == "__main__":
                 "charts/action_std": std,
                 "charts/action_mean_outside": actor_stats["mean_outside"],  # share of action means beyond [-1, 1]
                 "charts/value_norm_mean": value_norm.stats()[0],
+                "perf/env_seconds": env_seconds,  # env steps of the rollout
+                "perf/rollout_seconds": update_start - rollout_start,  # env steps, network calls, bookkeeping
+                "perf/update_seconds": time.perf_counter() - update_start,  # GAE, actors' and critic's epochs
             }
         )
         for k, name in enumerate(term_names):
