@@ -3,6 +3,7 @@
 # `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
+import ast
 import os
 import shutil
 import signal
@@ -42,10 +43,9 @@ class Args:
     step: the same code, fused by inductor; compiling takes about a minute at the start, and on CPU a C++ compiler"""
     max_episode_steps: int = 1000
     """episode time limit in env steps (MAPush: 1000 = 20 s); lower it only for quick tests"""
-    collision_scale: float = -0.0025
-    """scale of MAPush's robot-robot proximity penalty (the HARL fork uses -0.0008)"""
-    team_reward: bool = False
-    """give both agents r0 + r1, as the HARL fork's MAPush wrapper does"""
+    env_options: Tuple[str, ...] = ()
+    """task options as NAME=VALUE, fields of envs.TaskConfig; the HARL fork's reward:
+    team_reward=True collision_punishment_scale=-0.0008"""
 
     # Saving, resuming, evaluation
     checkpoint_minutes: float = 10.0
@@ -126,6 +126,18 @@ class Args:
     """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
 
 
+def parse_env_options(pairs: Tuple[str, ...]) -> Dict[str, object]:
+    """--env-options NAME=VALUE ... as {name: value}, values read as Python literals (numbers, True/False)."""
+    options = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            options[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"takes NAME=VALUE with a number or True/False as VALUE, got {pair!r}") from None
+    return options
+
+
 def args_error(args: Args) -> Optional[str]:
     """The first flag value that cannot work, as one line naming the flag and what it accepts."""
     positive = ["num_envs", "num_steps", "num_minibatches", "update_epochs", "critic_epochs", "max_episode_steps"]
@@ -143,6 +155,10 @@ def args_error(args: Args) -> Optional[str]:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
     if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
         return "--compile needs a C++ compiler on the PATH (c++, g++ or clang++); install one or leave --compile out"
+    try:
+        envs.cuboid_push.task_config_from_options(parse_env_options(args.env_options))
+    except (ValueError, TypeError) as err:
+        return f"--env-options: {err}"
     batch = args.num_envs * args.num_steps
     if batch % args.num_minibatches:
         return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
@@ -606,8 +622,7 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # env setup
-    env_options = {"max_episode_steps": args.max_episode_steps, "team_reward": args.team_reward}
-    env_options["collision_punishment_scale"] = args.collision_scale
+    env_options = {"max_episode_steps": args.max_episode_steps, **parse_env_options(args.env_options)}
     if args.compile and backend == "torch":
         env_options["compile"] = True
     env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)

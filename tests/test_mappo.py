@@ -164,7 +164,14 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
     """--reward-scale multiplies what the critic learns: x1000 turns per-step rewards of about -0.01
     into -10, so the value normaliser's mean is far below anything scale 1 produces (~ -0.05)."""
     flags = ["--reward-scale", 1000, "--no-bootstrap-timeouts", "--value-target", "team-mean"]
-    flags += ["--team-reward", "--collision-scale", -0.0008, "--std-type", "free", "--anneal-lr"]
+    flags += [
+        "--env-options",
+        "team_reward=True",
+        "collision_punishment_scale=-0.0008",
+        "--std-type",
+        "free",
+        "--anneal-lr",
+    ]
     run_script("mappo_mapush.py", TINY + flags, tmp_path)
     ckpt = glob.glob(os.path.join(single_run_dir(tmp_path), "*.cleanrl_model"))[0]
     checkpoint = mappo.load_checkpoint(ckpt, torch.device("cpu"))
@@ -172,7 +179,7 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
     saved = checkpoint["args"]
     assert value_norm.stats()[0].item() < -5.0
     assert saved["std_type"] == "free" and actors[0].std().allclose(torch.ones(3), atol=0.05)
-    assert saved["team_reward"] and saved["collision_scale"] == -0.0008
+    assert mappo.parse_env_options(saved["env_options"]) == {"team_reward": True, "collision_punishment_scale": -0.0008}
 
 
 def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):

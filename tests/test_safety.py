@@ -37,6 +37,8 @@ def run_failing(script, args, cwd):
         (dict(eval_envs=-1), "--eval-envs and --eval-every must be >= 0"),
         (dict(hidden_sizes=()), "--hidden-sizes needs one or more positive widths"),
         (dict(std_max=-1.0), "--std-max must be > 0"),
+        (dict(env_options=("team_reward",)), "--env-options: takes NAME=VALUE with a number or True/False"),
+        (dict(env_options=("gravity=2",)), "--env-options: unknown task option(s) ['gravity']; accepted: ["),
     ],
 )
 def test_bad_flag_values_are_named_with_the_accepted_range(script, flags, message):
