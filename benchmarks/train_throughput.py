@@ -111,8 +111,8 @@ def main() -> None:
         for script, num_envs, mode, r, ratio in rows:
             total = r["env"] + r["policy"] + r["update"]
             f.write(
-                f"| {script} | {num_envs} | {mode} | {r['sps']:,.0f} | {ratio:.2f}x | {r['env']:.2f} | "
-                f"{r['policy']:.2f} | {r['update']:.2f} | {100 * r['update'] / total:.0f} % |\n"
+                f"| {script} | {num_envs} | {mode} | {r['sps']:,.0f} | {ratio:.2f}x | {r['env']:.3f} | "
+                f"{r['policy']:.3f} | {r['update']:.3f} | {100 * r['update'] / total:.0f} % |\n"
             )
     print(f"wrote {out}")
 

@@ -129,3 +129,20 @@ def test_ablation_table_reads_evaluations_and_cpu_time(tmp_path):
     row = next(line for line in lines if line.startswith("| mappo |"))
     assert row == "| mappo | 2 | 0.20 (0.10-0.30) | 0.60 (0.50-0.70) | - | - | - | 80 |"
     assert any(line.startswith("| mappo_std0.5 | 1 | 0.00 (0.00-0.00) | 0.10 (0.10-0.10) |") for line in lines)
+
+
+def test_train_throughput_reports_both_scripts_with_a_time_split(tmp_path):
+    out = tmp_path / "throughput.md"
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "train_throughput.py"), "--num-envs", "8"]
+    cmd += ["--threads", "1", "--no-compile", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][1:]
+    assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
+        ("mappo_mapush.py", "8", "eager"),
+        ("happo_mapush.py", "8", "eager"),
+    ]
+    for row in rows:
+        sps, env_s, policy_s, update_s = (float(row[k].replace(",", "")) for k in (3, 5, 6, 7))
+        assert sps > 0 and env_s > 0 and policy_s > 0 and update_s > 0
+        assert sps == pytest.approx(8 * 64 / (env_s + policy_s + update_s), rel=0.1)  # 3-decimal rounding
