@@ -146,3 +146,41 @@ def test_train_throughput_reports_both_scripts_with_a_time_split(tmp_path):
         sps, env_s, policy_s, update_s = (float(row[k].replace(",", "")) for k in (3, 5, 6, 7))
         assert sps > 0 and env_s > 0 and policy_s > 0 and update_s > 0
         assert sps == pytest.approx(8 * 64 / (env_s + policy_s + update_s), rel=0.1)  # 3-decimal rounding
+
+
+STUDY_TINY = TINY[:-2] + ["--eval-every", "1"]
+
+
+def study(tmp_path, *flags):
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--grid", "recipe", "--seeds", "1"]
+    cmd += ["--total-timesteps", "128", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path)] + list(flags)
+    proc = subprocess.run(cmd + ["--"] + STUDY_TINY, cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_study_runs_a_grid_in_a_pool_exports_scalars_and_skips_finished_runs(tmp_path):
+    out = study(tmp_path, "--configs", "recipe-mappo", "recipe-happo_prod-fixed_order", "--workers", "2")
+    assert "[2/2] done" in out
+    rows = list(csv.DictReader(open(tmp_path / "recipe-happo_prod-fixed_order__seed1__scalars.csv")))
+    tags = {r["tag"] for r in rows}
+    assert {"factor/position1/mean", "losses/agent0/approx_kl", "losses/agent1/clipfrac"} <= tags
+    assert {int(r["global_step"]) for r in rows if r["tag"] == "factor/position1/mean"} == {64, 128}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| recipe-mappo | 1 | " in summary and "| recipe-happo_prod-fixed_order | 1 | " in summary
+    again = study(tmp_path, "--configs", "recipe-mappo", "--workers", "1")
+    assert "skip recipe-mappo seed 1: finished" in again
+
+
+def test_study_refuses_a_config_outside_its_grid(tmp_path):
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "study.py"), "--grid", "recipe", "--configs", "harl-mappo"]
+    proc = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "error: ['harl-mappo'] not in grid recipe" in proc.stderr
+
+
+def test_study_through_submitits_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    pytest.importorskip("pkg_resources")  # submitit 1.5 loads its plugins through it
+    out = study(tmp_path, "--configs", "recipe-happo_mean", "--executor", "submitit-local")
+    assert "submitted 1 jobs" in out and "[1/1] done: recipe-happo_mean seed 1" in out
+    assert (tmp_path / "recipe-happo_mean__seed1__scalars.csv").exists()

@@ -1,0 +1,306 @@
+"""The study: why HAPPO learned worse than MAPPO on MAPush, as a grid of configurations x seeds.
+
+Each grid holds one baseline and its variants, each changing one thing (one suspect) at a time:
+  recipe  the scripts' defaults (docs/results.md), 3M env steps per run
+  harl    HARL's settings (MAPPO's mappo.yaml; HAPPO as the MAPush HARL fork ran it), 20M env steps
+Runs go through benchmarks/learning_runs.py's runner, so a run's curve is written to
+benchmarks/results/study/<config>__seed<k>.csv as it comes, finished runs are skipped and stopped
+runs resumed from their checkpoint: the grid fills over several sittings. After a run, the
+TensorBoard scalars the figures need (factor per update position, approx KL and clip fraction per
+agent, reward terms) go to <config>__seed<k>__scalars.csv. `--plot` draws the figures and the table
+(results/study/summary.md) from the CSVs alone.
+
+    python benchmarks/study.py --grid recipe --seeds 1 2             # local pool, one run per core
+    python benchmarks/study.py --grid harl --seeds 1 2 3 --executor slurm --slurm-partition cpu
+    python benchmarks/study.py --plot
+
+Executors: `local` (default, a process pool sized to the machine's cores, each run one thread),
+`slurm` (submitit's SlurmExecutor, one single-core job per run) and `submitit-local` (submitit's
+local executor: the Slurm path without a cluster). submitit is optional: `pip install submitit`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+import learning_runs as lr  # noqa: E402  (the runner, the CSV readers and HARL's flags)
+
+OUT = os.path.join(HERE, "results", "study")
+MAPPO, HAPPO = "mappo_mapush.py", "happo_mapush.py"
+PROD = [HAPPO, "--action-aggregation", "prod"]
+# The suspects, each as the flags that change it from the baseline.
+SUSPECTS = {
+    "fixed_order": ["--fixed-order"],  # random vs fixed update order
+    "factor_clip": ["--factor-clip", "0.8", "1.2"],  # M clipped to 1 +- clip_coef
+    "reward10": ["--reward-scale", "10"],
+    "reward100": ["--reward-scale", "100"],
+}
+GRIDS = {
+    "recipe": {
+        "recipe-mappo": [MAPPO],
+        "recipe-happo_prod": PROD,
+        "recipe-happo_mean": [HAPPO, "--action-aggregation", "mean"],
+        **{f"recipe-happo_prod-{name}": PROD + flags for name, flags in SUSPECTS.items()},
+        "recipe-happo_prod-harl_inputs": PROD + ["--no-obs-norm", "--no-cos-sin-yaws", "--input-layernorm"],
+        "recipe-happo_prod-team_value": PROD + ["--value-target", "team-sum"],
+        "recipe-happo_prod-no_bootstrap": PROD + ["--no-bootstrap-timeouts"],
+    },
+    "harl": {
+        "harl-mappo": [MAPPO] + lr.HARL_MAPPO,
+        "harl-happo_prod-mappo_hparams": PROD + lr.HARL_MAPPO,  # like-for-like with harl-mappo
+        "harl-happo_mean-mappo_hparams": [HAPPO, "--action-aggregation", "mean"] + lr.HARL_MAPPO,
+        "harl-happo_prod": PROD + lr.HARL_HAPPO,  # the fork's hyper-parameters
+        **{f"harl-happo_prod-{name}": PROD + lr.HARL_HAPPO + flags for name, flags in SUSPECTS.items()},
+        "harl-happo_prod-running_norm": PROD + lr.HARL_HAPPO + ["--obs-norm", "--cos-sin-yaws", "--no-input-layernorm"],
+        "harl-happo_prod-agent_value": PROD + lr.HARL_HAPPO + ["--value-target", "agent"],
+        "harl-happo_prod-bootstrap": PROD + lr.HARL_HAPPO + ["--bootstrap-timeouts"],
+    },
+}
+# The first panel of the figures compares these; every other config is drawn beside the last of them.
+BASELINES = {
+    "recipe": ["recipe-mappo", "recipe-happo_mean", "recipe-happo_prod"],
+    "harl": ["harl-mappo", "harl-happo_mean-mappo_hparams", "harl-happo_prod-mappo_hparams", "harl-happo_prod"],
+}
+BUDGETS = {"recipe": 3_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
+EVAL_EVERY = {"recipe": "15", "harl": "30"}  # iterations between deterministic evaluations (0.49M / 0.98M steps)
+# TensorBoard tags kept per run for the figures (prefixes).
+KEPT_TAGS = ("factor/position", "losses/agent", "losses/approx_kl", "losses/clipfrac", "charts/action_std")
+KEPT_TAGS += ("rewards/", "losses/explained_variance", "charts/success_rate")
+
+
+def grid_of(config: str) -> str:
+    return config.split("-", 1)[0]
+
+
+def export_scalars(config: str, seed: int, results_dir: str, work_dir: str) -> None:
+    """The run's kept TensorBoard scalars as a small CSV (tag, step, value), the newest value per step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = {}
+    for run_dir in sorted(glob.glob(os.path.join(work_dir, "runs", f"mapush__{config}__{seed}__*"))):
+        for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")), key=os.path.getmtime):
+            acc = EventAccumulator(path, size_guidance={"scalars": 0})
+            acc.Reload()
+            for tag in acc.Tags()["scalars"]:
+                if tag.startswith(KEPT_TAGS):
+                    values.update({(tag, e.step): e.value for e in acc.Scalars(tag)})
+    with open(os.path.join(results_dir, f"{config}__seed{seed}__scalars.csv"), "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["tag", "global_step", "value"])
+        out.writerows([tag, step, f"{value:.6g}"] for (tag, step), value in sorted(values.items()))
+
+
+def run_job(config: str, flags, seed: int, total_timesteps: int, results_dir: str, work_dir: str, extra=()) -> str:
+    """One run of the grid (a top-level function: process pools and submitit pickle it)."""
+    sys.path.insert(0, HERE)
+    import learning_runs
+
+    learning_runs.CONFIGS[config] = list(flags) + ["--eval-every", EVAL_EVERY[grid_of(config)]]
+    learning_runs.set_dirs(results_dir, work_dir)
+    learning_runs.run(config, seed, total_timesteps, extra)
+    if learning_runs.finished(learning_runs.csv_path(config, seed)):
+        export_scalars(config, seed, results_dir, work_dir)
+    return f"{config} seed {seed}"
+
+
+def run_grid(jobs, args) -> None:
+    if args.executor == "local":
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            futures = [pool.submit(run_job, *job) for job in jobs]
+            for k, future in enumerate(as_completed(futures), 1):
+                print(f"[{k}/{len(jobs)}] done: {future.result()}", flush=True)
+        return
+    try:
+        import submitit
+    except ImportError:
+        raise SystemExit("error: --executor slurm / submitit-local need submitit (pip install submitit)") from None
+    folder = os.path.join(args.work_dir, "runs", "submitit", "%j")
+    if args.executor == "slurm":
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        executor.update_parameters(timeout_min=args.timeout_min, cpus_per_task=1, slurm_partition=args.slurm_partition)
+    else:
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(timeout_min=args.timeout_min)
+    submitted = [executor.submit(run_job, *job) for job in jobs]
+    print(f"submitted {len(submitted)} jobs: {[job.job_id for job in submitted]}", flush=True)
+    for k, job in enumerate(submitted, 1):
+        print(f"[{k}/{len(jobs)}] done: {job.result()}", flush=True)
+
+
+def curves_of(config: str, seeds):
+    """Per seed: [(env steps, deterministic evaluation success)], the final evaluation included."""
+    out = {}
+    for seed in seeds:
+        path = lr.csv_path(config, seed)
+        if os.path.exists(path):
+            rows = [r for r in csv.DictReader(open(path)) if r["kind"] in ("during_eval", "eval")]
+            out[seed] = sorted({int(r["global_step"]): float(r["success_rate"]) for r in rows}.items())
+    return out
+
+
+def scalars_of(config: str, seed: int):
+    path = os.path.join(lr.OUT, f"{config}__seed{seed}__scalars.csv")
+    series = {}
+    if os.path.exists(path):
+        for row in csv.DictReader(open(path)):
+            series.setdefault(row["tag"], []).append((int(row["global_step"]), float(row["value"])))
+    return series
+
+
+def summarise(seeds) -> None:
+    lines = ["# The study: evaluation success per configuration (torch backend)", ""]
+    for grid, configs in GRIDS.items():
+        rows, budget = [], BUDGETS[grid]
+        for config in configs:
+            curves = curves_of(config, seeds)
+            budget = max([curve[-1][0] for curve in curves.values()] + [0]) or budget  # as run
+            finals = [lr.load(lr.csv_path(config, s))[1] for s in curves if lr.finished(lr.csv_path(config, s))]
+            if not finals:
+                continue
+            success = [f["eval"] for f in finals]
+            finish = [f["eval_finish_time_s"] for f in finals]
+            half = [lr.eval_at(lr.csv_path(config, s), budget / 2) for s in curves]
+            half = [h for h in half if h is not None]
+            cpu = [c for c in (lr.cpu_per_million(lr.csv_path(config, s)) for s in curves) if c is not None]
+            cells = [
+                f"{sum(success) / len(success):.3f} ({min(success):.3f}-{max(success):.3f})",
+                f"{sum(half) / len(half):.3f}" if half else "-",
+                f"{sum(finish) / len(finish):.1f}",
+                f"{sum(cpu) / len(cpu):.0f}" if cpu else "-",
+            ]
+            rows.append(f"| {config} | {len(finals)} | " + " | ".join(cells) + " |")
+        if rows:
+            lines += [f"## Grid `{grid}`: {budget:,} env steps per run", ""]
+            lines += ["| config | seeds | eval success at the end, mean (min-max) | at half the budget (mean) "]
+            lines[-1] += "| finish time (s) | CPU-s per 1M steps |"
+            lines += ["|---|---:|---:|---:|---:|---:|"] + rows + [""]
+    with open(os.path.join(lr.OUT, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    plot(seeds)
+
+
+def plot(seeds) -> None:
+    """study_success_<grid>.png: evaluation success against env steps, mean over seeds with a min-max
+    band, one panel per suspect beside its baseline. study_factor_<grid>.png: the factor M of the
+    second agent in the update order (mean, min, max over the batch) and approx KL / clip fraction
+    per agent, over training."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)")
+        return
+    for grid, configs in GRIDS.items():
+        done = [c for c in configs if curves_of(c, seeds)]
+        if not done:
+            continue
+        baselines = [c for c in BASELINES[grid] if c in done]
+        panels = [("MAPPO vs HAPPO", baselines)]
+        panels += [(c, [BASELINES[grid][-1], c]) for c in done if c not in BASELINES[grid]]
+        cols = 4
+        fig, axes = plt.subplots(
+            (len(panels) + cols - 1) // cols,
+            cols,
+            figsize=(5 * cols, 3.6 * ((len(panels) + cols - 1) // cols)),
+            squeeze=False,
+        )
+        for ax, (title, shown) in zip(axes.flat, panels):
+            for colour, config in zip(lr.COLOURS, shown):
+                curves = list(curves_of(config, seeds).values())
+                steps = sorted({s for curve in curves for s, _ in curve})
+                at = [[dict(curve).get(s) for curve in curves] for s in steps]
+                at = [(s, [v for v in vals if v is not None]) for s, vals in zip(steps, at)]
+                xs = [s / 1e6 for s, vals in at if vals]
+                ax.plot(xs, [sum(v) / len(v) for _, v in at if v], color=colour, label=f"{config} (n={len(curves)})")
+                ax.fill_between(xs, [min(v) for _, v in at if v], [max(v) for _, v in at if v], color=colour, alpha=0.2)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("env steps (millions)")
+            ax.set_ylabel("evaluation success")
+            ax.set_ylim(-0.02, 1.0)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(panels) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(os.path.join(lr.OUT, f"study_success_{grid}.png"), dpi=80)
+        plt.close(fig)
+
+        happo = [c for c in done if "happo" in c]
+        fig, axes = plt.subplots(1, 3, figsize=(18, 4.2))
+        for colour, config in zip(lr.COLOURS * 2, happo):
+            for k, seed in enumerate(seeds):
+                series = scalars_of(config, seed)
+                label = config if k == 0 else None
+                if "factor/position1/mean" in series:
+                    xs, ys = zip(*series["factor/position1/mean"])
+                    axes[0].plot([x / 1e6 for x in xs], ys, color=colour, label=label, linewidth=1)
+                    for stat in ("min", "max"):
+                        xs, ys = zip(*series[f"factor/position1/{stat}"])
+                        axes[0].plot([x / 1e6 for x in xs], ys, color=colour, linewidth=0.5, alpha=0.5)
+                for agent, style in ((0, "-"), (1, ":")):
+                    for ax, name in ((axes[1], "approx_kl"), (axes[2], "clipfrac")):
+                        tag = f"losses/agent{agent}/{name}"
+                        if tag in series:
+                            xs, ys = zip(*series[tag])
+                            ax.plot([x / 1e6 for x in xs], ys, color=colour, linestyle=style, linewidth=0.8)
+        axes[0].set_yscale("log")
+        titles = ["factor M of the second agent (mean; thin: min, max)", "approx KL per agent (solid 0, dotted 1)"]
+        titles += ["clip fraction per agent (solid 0, dotted 1)"]
+        for ax, title in zip(axes, titles):
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("env steps (millions)")
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(os.path.join(lr.OUT, f"study_factor_{grid}.png"), dpi=80)
+        plt.close(fig)
+        print(f"wrote study_success_{grid}.png and study_factor_{grid}.png in {lr.OUT}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", choices=sorted(GRIDS), default="recipe")
+    parser.add_argument("--configs", nargs="+", default=None, help="a subset of the grid's configs")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--total-timesteps", type=int, default=None, help="default: the grid's budget")
+    parser.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="local: runs at once")
+    parser.add_argument("--slurm-partition", default=None)
+    parser.add_argument("--timeout-min", type=int, default=24 * 60, help="submitit: limit per run")
+    parser.add_argument("--plot", action="store_true", help="only write the table and the figures")
+    parser.add_argument("--results-dir", default=OUT)
+    parser.add_argument("--work-dir", default=ROOT, help="where the scripts run and write runs/")
+    parser.add_argument("extra", nargs="*", help="extra flags passed to the script, after --")
+    args = parser.parse_args()
+    args.results_dir, args.work_dir = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
+    lr.set_dirs(args.results_dir, args.work_dir)
+    os.makedirs(args.results_dir, exist_ok=True)
+    if not args.plot:
+        grid = GRIDS[args.grid]
+        unknown = sorted(set(args.configs or []) - set(grid))
+        if unknown:
+            raise SystemExit(f"error: {unknown} not in grid {args.grid}; its configs: {sorted(grid)}")
+        total = args.total_timesteps or BUDGETS[args.grid]
+        # seeds outermost: the first seed of every config finishes before any second seed starts
+        jobs = [
+            (c, grid[c], s, total, args.results_dir, args.work_dir, args.extra)
+            for s in args.seeds
+            for c in args.configs or grid
+        ]
+        run_grid(jobs, args)
+    summarise(args.seeds)
+
+
+if __name__ == "__main__":
+    main()
