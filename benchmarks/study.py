@@ -1,7 +1,7 @@
 """The study: why HAPPO learned worse than MAPPO on MAPush, as a grid of configurations x seeds.
 
 Each grid holds one baseline and its variants, each changing one thing (one suspect) at a time:
-  recipe  the scripts' defaults (docs/results.md), 3M env steps per run
+  recipe  the scripts' defaults (docs/results.md), 5M env steps per run
   harl    HARL's settings (MAPPO's mappo.yaml; HAPPO as the MAPush HARL fork ran it), 20M env steps
 Runs go through benchmarks/learning_runs.py's runner, so a run's curve is written to
 benchmarks/results/study/<config>__seed<k>.csv as it comes, finished runs are skipped and stopped
@@ -69,7 +69,15 @@ BASELINES = {
     "recipe": ["recipe-mappo", "recipe-happo_mean", "recipe-happo_prod"],
     "harl": ["harl-mappo", "harl-happo_mean-mappo_hparams", "harl-happo_prod-mappo_hparams", "harl-happo_prod"],
 }
-BUDGETS = {"recipe": 3_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
+BUDGETS = {"recipe": 5_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
+# Where the table reads evaluation success: steps at which every run of the grid evaluates (both
+# --eval-every 15 and 30 evaluate at iterations 90 and 150) and the end of the budget.
+REPORT_STEPS = {"recipe": (2_949_120, 4_915_200), "harl": (9_830_400, 20_000_000)}
+# Baselines whose runs the learning benchmark already made with the same flags and seeds (the run
+# length and --eval-every do not change training): read from there instead of run again.
+LEARNING = os.path.join(HERE, "results", "learning")
+SAME_AS_LEARNING_RUN = {"recipe-mappo": "mappo", "recipe-happo_prod": "happo_prod", "recipe-happo_mean": "happo_mean"}
+SAME_AS_LEARNING_RUN.update({"harl-mappo": "mappo_harl", "harl-happo_prod": "happo_prod_harl"})
 EVAL_EVERY = {"recipe": "15", "harl": "30"}  # iterations between deterministic evaluations (0.49M / 0.98M steps)
 # TensorBoard tags kept per run for the figures (prefixes).
 KEPT_TAGS = ("factor/position", "losses/agent", "losses/approx_kl", "losses/clipfrac", "charts/action_std")
@@ -135,15 +143,34 @@ def run_grid(jobs, args) -> None:
         print(f"[{k}/{len(jobs)}] done: {job.result()}", flush=True)
 
 
-def curves_of(config: str, seeds):
-    """Per seed: [(env steps, deterministic evaluation success)], the final evaluation included."""
+def source_of(config: str, seed: int) -> str:
+    """The CSV of a run: the study's own, or for a baseline the learning benchmark's identical run."""
+    own = lr.csv_path(config, seed)
+    if os.path.exists(own) or config not in SAME_AS_LEARNING_RUN:
+        return own
+    return os.path.join(LEARNING, f"{SAME_AS_LEARNING_RUN[config]}__seed{seed}.csv")
+
+
+def curves_of(config: str, seeds, budget: int):
+    """Per seed with a run that reached the budget: [(env steps, deterministic evaluation success)]
+    up to the budget (the final evaluation included)."""
     out = {}
     for seed in seeds:
-        path = lr.csv_path(config, seed)
-        if os.path.exists(path):
-            rows = [r for r in csv.DictReader(open(path)) if r["kind"] in ("during_eval", "eval")]
-            out[seed] = sorted({int(r["global_step"]): float(r["success_rate"]) for r in rows}.items())
+        path = source_of(config, seed)
+        if not os.path.exists(path):
+            continue
+        rows = [r for r in csv.DictReader(open(path)) if r["kind"] in ("during_eval", "eval", "train")]
+        if not rows or max(int(r["global_step"]) for r in rows) < budget - 2 * 65536:
+            continue  # not (yet) at the budget
+        evals = [r for r in rows if r["kind"] != "train" and int(r["global_step"]) <= budget]
+        out[seed] = sorted({int(r["global_step"]): float(r["success_rate"]) for r in evals}.items())
     return out
+
+
+def at_or_before(curve, step: float):
+    """The latest evaluation within 0.5M env steps before `step`, else None."""
+    values = [value for at, value in curve if step - 5e5 < at <= step]
+    return values[-1] if values else None
 
 
 def scalars_of(config: str, seed: int):
@@ -155,40 +182,46 @@ def scalars_of(config: str, seed: int):
     return series
 
 
-def summarise(seeds) -> None:
-    lines = ["# The study: evaluation success per configuration (torch backend)", ""]
+def spread(values) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def summarise(seeds, budgets) -> None:
+    lines = ["# The study: deterministic evaluation success per configuration (torch backend)", ""]
     for grid, configs in GRIDS.items():
-        rows, budget = [], BUDGETS[grid]
+        budget, rows = budgets[grid], []
+        report_steps = REPORT_STEPS[grid] if budget == BUDGETS[grid] else (budget // 2, budget)
         for config in configs:
-            curves = curves_of(config, seeds)
-            budget = max([curve[-1][0] for curve in curves.values()] + [0]) or budget  # as run
-            finals = [lr.load(lr.csv_path(config, s))[1] for s in curves if lr.finished(lr.csv_path(config, s))]
-            if not finals:
+            curves = curves_of(config, seeds, budget)
+            if not curves:
                 continue
-            success = [f["eval"] for f in finals]
-            finish = [f["eval_finish_time_s"] for f in finals]
-            half = [lr.eval_at(lr.csv_path(config, s), budget / 2) for s in curves]
-            half = [h for h in half if h is not None]
-            cpu = [c for c in (lr.cpu_per_million(lr.csv_path(config, s)) for s in curves) if c is not None]
-            cells = [
-                f"{sum(success) / len(success):.3f} ({min(success):.3f}-{max(success):.3f})",
-                f"{sum(half) / len(half):.3f}" if half else "-",
-                f"{sum(finish) / len(finish):.1f}",
-                f"{sum(cpu) / len(cpu):.0f}" if cpu else "-",
+            finals = [
+                lr.load(lr.csv_path(config, s))[1] for s in curves if source_of(config, s) == lr.csv_path(config, s)
             ]
-            rows.append(f"| {config} | {len(finals)} | " + " | ".join(cells) + " |")
+            cpu = [lr.cpu_per_million(source_of(config, s)) for s in curves]
+            cells = [spread([at_or_before(c, step) for c in curves.values()]) for step in report_steps]
+            finish = [f["eval_finish_time_s"] for f in finals if "eval_finish_time_s" in f]
+            cells += [f"{sum(finish) / len(finish):.1f}" if finish else "-"]
+            cells += [f"{sum(c for c in cpu if c) / max(1, sum(1 for c in cpu if c)):.0f}" if any(cpu) else "-"]
+            seeds_cell = ", ".join(str(s) for s in curves)
+            rows.append(f"| {config} | {seeds_cell} | " + " | ".join(cells) + " |")
         if rows:
             lines += [f"## Grid `{grid}`: {budget:,} env steps per run", ""]
-            lines += ["| config | seeds | eval success at the end, mean (min-max) | at half the budget (mean) "]
-            lines[-1] += "| finish time (s) | CPU-s per 1M steps |"
-            lines += ["|---|---:|---:|---:|---:|---:|"] + rows + [""]
+            at = " | ".join(f"eval success at {step / 1e6:.1f}M, mean (min-max)" for step in report_steps)
+            lines += [f"| config | seeds | {at} | finish time at the end (s) | CPU-s per 1M steps |"]
+            lines += ["|---|---|---:|---:|---:|---:|"] + rows + [""]
+    lines += ["Baselines without a study CSV are read from the learning benchmark's runs of the same flags"]
+    lines += ["and seed (results/learning/); the run length and evaluations do not change training."]
     with open(os.path.join(lr.OUT, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot(seeds)
+    plot(seeds, budgets)
 
 
-def plot(seeds) -> None:
+def plot(seeds, budgets) -> None:
     """study_success_<grid>.png: evaluation success against env steps, mean over seeds with a min-max
     band, one panel per suspect beside its baseline. study_factor_<grid>.png: the factor M of the
     second agent in the update order (mean, min, max over the batch) and approx KL / clip fraction
@@ -202,7 +235,7 @@ def plot(seeds) -> None:
         print("matplotlib not installed: no plot (pip install matplotlib)")
         return
     for grid, configs in GRIDS.items():
-        done = [c for c in configs if curves_of(c, seeds)]
+        done = [c for c in configs if curves_of(c, seeds, budgets[grid])]
         if not done:
             continue
         baselines = [c for c in BASELINES[grid] if c in done]
@@ -217,7 +250,7 @@ def plot(seeds) -> None:
         )
         for ax, (title, shown) in zip(axes.flat, panels):
             for colour, config in zip(lr.COLOURS, shown):
-                curves = list(curves_of(config, seeds).values())
+                curves = list(curves_of(config, seeds, budgets[grid]).values())
                 steps = sorted({s for curve in curves for s, _ in curve})
                 at = [[dict(curve).get(s) for curve in curves] for s in steps]
                 at = [(s, [v for v in vals if v is not None]) for s, vals in zip(steps, at)]
@@ -261,7 +294,8 @@ def plot(seeds) -> None:
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("env steps (millions)")
             ax.grid(alpha=0.3)
-        axes[0].legend(fontsize=6)
+        if axes[0].lines:
+            axes[0].legend(fontsize=6)
         fig.tight_layout()
         fig.savefig(os.path.join(lr.OUT, f"study_factor_{grid}.png"), dpi=80)
         plt.close(fig)
@@ -299,7 +333,8 @@ def main() -> None:
             for c in args.configs or grid
         ]
         run_grid(jobs, args)
-    summarise(args.seeds)
+    budgets = dict(BUDGETS, **({args.grid: args.total_timesteps} if args.total_timesteps else {}))
+    summarise(args.seeds, budgets)
 
 
 if __name__ == "__main__":
