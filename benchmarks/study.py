@@ -80,30 +80,37 @@ SAME_AS_LEARNING_RUN = {"recipe-mappo": "mappo", "recipe-happo_prod": "happo_pro
 SAME_AS_LEARNING_RUN.update({"harl-mappo": "mappo_harl", "harl-happo_prod": "happo_prod_harl"})
 EVAL_EVERY = {"recipe": "15", "harl": "30"}  # iterations between deterministic evaluations (0.49M / 0.98M steps)
 # TensorBoard tags kept per run for the figures (prefixes).
-KEPT_TAGS = ("factor/position", "losses/agent", "losses/approx_kl", "losses/clipfrac", "charts/action_std")
-KEPT_TAGS += ("rewards/", "losses/explained_variance", "charts/success_rate")
+KEPT_TAGS = ("factor/position1/", "losses/agent0/approx_kl", "losses/agent1/approx_kl", "losses/agent0/clipfrac")
+KEPT_TAGS += ("losses/agent1/clipfrac", "losses/approx_kl", "losses/clipfrac", "charts/action_std")
+KEPT_TAGS += ("rewards/approach", "rewards/collision", "losses/explained_variance")
+KEPT_POINTS = 160  # at most this many steps per tag (every k-th iteration of a long run)
 
 
 def grid_of(config: str) -> str:
     return config.split("-", 1)[0]
 
 
-def export_scalars(config: str, seed: int, results_dir: str, work_dir: str) -> None:
-    """The run's kept TensorBoard scalars as a small CSV (tag, step, value), the newest value per step."""
+def export_scalars(config: str, seed: int, results_dir: str, work_dir: str, run_name=None) -> None:
+    """The run's kept TensorBoard scalars as a small CSV (tag, step, value), the newest value per step.
+    run_name: the --exp-name of the run (default: the config's name)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     values = {}
-    for run_dir in sorted(glob.glob(os.path.join(work_dir, "runs", f"mapush__{config}__{seed}__*"))):
+    for run_dir in sorted(glob.glob(os.path.join(work_dir, "runs", f"mapush__{run_name or config}__{seed}__*"))):
         for path in sorted(glob.glob(os.path.join(run_dir, "events.out.tfevents.*")), key=os.path.getmtime):
             acc = EventAccumulator(path, size_guidance={"scalars": 0})
             acc.Reload()
             for tag in acc.Tags()["scalars"]:
                 if tag.startswith(KEPT_TAGS):
                     values.update({(tag, e.step): e.value for e in acc.Scalars(tag)})
+    steps = sorted({step for _, step in values})
+    kept_steps = set(steps[:: max(1, len(steps) // KEPT_POINTS)] + steps[-1:])
     with open(os.path.join(results_dir, f"{config}__seed{seed}__scalars.csv"), "w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["tag", "global_step", "value"])
-        out.writerows([tag, step, f"{value:.6g}"] for (tag, step), value in sorted(values.items()))
+        out.writerows(
+            [tag, step, f"{value:.5g}"] for (tag, step), value in sorted(values.items()) if step in kept_steps
+        )
 
 
 def run_job(config: str, flags, seed: int, total_timesteps: int, results_dir: str, work_dir: str, extra=()) -> str:
@@ -149,6 +156,11 @@ def source_of(config: str, seed: int) -> str:
     if os.path.exists(own) or config not in SAME_AS_LEARNING_RUN:
         return own
     return os.path.join(LEARNING, f"{SAME_AS_LEARNING_RUN[config]}__seed{seed}.csv")
+
+
+def reuses_learning_run(config: str, seed: int) -> bool:
+    """Whether a baseline is read from the learning benchmark's finished run (no study run of its own)."""
+    return source_of(config, seed) != lr.csv_path(config, seed) and lr.finished(source_of(config, seed))
 
 
 def curves_of(config: str, seeds, budget: int):
@@ -332,7 +344,13 @@ def main() -> None:
             for s in args.seeds
             for c in args.configs or grid
         ]
-        run_grid(jobs, args)
+        # baselines the learning benchmark ran with the same flags and seed: its data, no new run
+        reused = [job for job in jobs if not args.extra and reuses_learning_run(job[0], job[2])]
+        for config, _, seed, *_ in reused:
+            print(f"reuse {config} seed {seed}: {source_of(config, seed)}")
+            if glob.glob(os.path.join(args.work_dir, "runs", f"mapush__{SAME_AS_LEARNING_RUN[config]}__{seed}__*")):
+                export_scalars(config, seed, args.results_dir, args.work_dir, SAME_AS_LEARNING_RUN[config])
+        run_grid([job for job in jobs if job not in reused], args)
     budgets = dict(BUDGETS, **({args.grid: args.total_timesteps} if args.total_timesteps else {}))
     summarise(args.seeds, budgets)
 
