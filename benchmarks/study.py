@@ -48,6 +48,7 @@ GRIDS = {
         "recipe-mappo": [MAPPO],
         "recipe-happo_prod": PROD,
         "recipe-happo_mean": [HAPPO, "--action-aggregation", "mean"],
+        "recipe-mappo-no_share": [MAPPO, "--no-share-param"],  # one actor per agent, as HAPPO has
         **{f"recipe-happo_prod-{name}": PROD + flags for name, flags in SUSPECTS.items()},
         "recipe-happo_prod-harl_inputs": PROD + ["--no-obs-norm", "--no-cos-sin-yaws", "--input-layernorm"],
         "recipe-happo_prod-team_value": PROD + ["--value-target", "team-sum"],
@@ -252,7 +253,10 @@ def plot(seeds, budgets) -> None:
             continue
         baselines = [c for c in BASELINES[grid] if c in done]
         panels = [("MAPPO vs HAPPO", baselines)]
-        panels += [(c, [BASELINES[grid][-1], c]) for c in done if c not in BASELINES[grid]]
+        for c in [c for c in done if c not in BASELINES[grid]]:  # beside HAPPO's baseline (and MAPPO's)
+            panels.append(
+                (c, [BASELINES[grid][0], BASELINES[grid][-1], c] if "-mappo-" in c else [BASELINES[grid][-1], c])
+            )
         cols = 4
         fig, axes = plt.subplots(
             (len(panels) + cols - 1) // cols,
@@ -339,11 +343,11 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"error: {unknown} not in grid {args.grid}; its configs: {sorted(grid)}")
         total = args.total_timesteps or BUDGETS[args.grid]
-        # seeds outermost: the first seed of every config finishes before any second seed starts
+        # in the order given, all seeds of a config before the next config
         jobs = [
             (c, grid[c], s, total, args.results_dir, args.work_dir, args.extra)
-            for s in args.seeds
             for c in args.configs or grid
+            for s in args.seeds
         ]
         # baselines the learning benchmark ran with the same flags and seed: its data, no new run
         reused = [job for job in jobs if not args.extra and reuses_learning_run(job[0], job[2])]
