@@ -265,7 +265,8 @@ def plot(seeds, budgets) -> None:
             squeeze=False,
         )
         for ax, (title, shown) in zip(axes.flat, panels):
-            for colour, config in zip(lr.COLOURS, shown):
+            for config in shown:
+                colour = lr.COLOURS[list(configs).index(config) % len(lr.COLOURS)]  # one colour per config
                 curves = list(curves_of(config, seeds, budgets[grid]).values())
                 steps = sorted({s for curve in curves for s, _ in curve})
                 at = [[dict(curve).get(s) for curve in curves] for s in steps]
