@@ -46,6 +46,7 @@ CONFIGS = {
     "mappo_std1.5": ["mappo_mapush.py", "--std-max", "1.5"] + EVAL_EVERY,
     "mappo_lr1e-3": ["mappo_mapush.py", "--actor-lr", "1e-3", "--critic-lr", "1e-3"] + EVAL_EVERY,
     "mappo_gamma0.995": ["mappo_mapush.py", "--gamma", "0.995"] + EVAL_EVERY,
+    "mappo_ent0.03": ["mappo_mapush.py", "--ent-coef", "0.03"] + EVAL_EVERY,  # the HAPPO fork's entropy bonus
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
@@ -76,7 +77,7 @@ CONFIGS = {
     # And the mirror: MAPPO with the HAPPO fork's hyper-parameters.
     "mappo_happo_hparams": ["mappo_mapush.py"] + HARL_HAPPO,
 }
-ABLATION_SUFFIXES = ("minibatches1", "harl_inputs", "team_value", "std0.5", "std1.5", "lr1e-3", "gamma0.995")
+ABLATION_SUFFIXES = ("minibatches1", "harl_inputs", "team_value", "std0.5", "std1.5", "lr1e-3", "gamma0.995", "ent0.03")
 CHECKPOINT_MINUTES = 5  # minutes between checkpoints: what a stop loses
 ITER_LINE = re.compile(r"global_step=(\d+) SPS=(\d+)(?: episodes=(\d+) success=([\d.]+) return=([-\d.]+))?")
 EVAL_LINE = re.compile(r"evaluation on (\d+) envs: (\{.*\})")
