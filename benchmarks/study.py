@@ -289,9 +289,11 @@ def plot(seeds, budgets) -> None:
         happo = [c for c in done if "happo" in c]
         fig, axes = plt.subplots(1, 3, figsize=(18, 4.2))
         for colour, config in zip(lr.COLOURS * 2, happo):
-            for k, seed in enumerate(seeds):
+            labelled = False
+            for seed in seeds:
                 series = scalars_of(config, seed)
-                label = config if k == 0 else None
+                label = None if labelled or not series else config
+                labelled = labelled or bool(series)
                 if "factor/position1/mean" in series:
                     xs, ys = zip(*series["factor/position1/mean"])
                     axes[0].plot([x / 1e6 for x in xs], ys, color=colour, label=label, linewidth=1)
