@@ -826,8 +826,9 @@ if __name__ == "__main__":
         for k, name in enumerate(term_names):
             logged[f"rewards/{name}"] = term_sums[k] / T
         scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
-        finished, successes, return_sum, length_sum = stats.tolist()
-        for key, value in zip(logged, scalars.tolist()):
+        values = torch.cat((stats, scalars)).tolist()  # the iteration's one host sync
+        finished, successes, return_sum, length_sum = values[:4]
+        for key, value in zip(logged, values[4:]):
             writer.add_scalar(key, value, global_step)
         elapsed = time.time() - start_time
         sps = int((global_step - start_step) / elapsed)
