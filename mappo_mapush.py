@@ -763,6 +763,8 @@ if __name__ == "__main__":
             writer.add_scalar("charts/success_rate", successes / finished, global_step)
             line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
         eta = (num_iterations - iteration) * elapsed / (iteration - first_iteration + 1)
+        if sys.stdout.isatty():  # a bar for a person watching; pipes and log files get the plain line
+            line = f"[{'#' * (20 * iteration // num_iterations):<20}] " + line
         print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
         if args.eval_every > 0 and iteration % args.eval_every == 0:
             # The time the evaluation takes is left out of SPS.

@@ -63,6 +63,31 @@ def test_a_partial_last_batch_is_said_not_dropped_silently(tmp_path):
     assert "note: training 64 env steps, whole batches of 64" in out
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal (POSIX)")
+def test_a_terminal_gets_a_progress_bar_and_a_pipe_the_plain_line(tmp_path):
+    flags = TINY + ["--total-timesteps", 128, "--eval-envs", 0]
+    leader, follower = os.openpty()
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, os.path.join(ROOT, "happo_mapush.py")] + [str(a) for a in flags]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    on_terminal = b"".join(chunks).decode()
+    assert "[##########          ] iter 1/2 " in on_terminal and "[####################] iter 2/2 " in on_terminal
+    piped = run_script("happo_mapush.py", flags, tmp_path)
+    assert "\niter 1/2 " in piped and "[#" not in piped
+
+
 @pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
 def test_ctrl_c_saves_and_prints_the_resume_command_which_continues(tmp_path, script):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
