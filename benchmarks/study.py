@@ -202,6 +202,15 @@ def spread(values) -> str:
     return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
+def final_metrics(config: str, seed: int, budget: int):
+    """The final evaluation's metrics ({kind: value}) of a run that ended at the budget; {} for a
+    reused baseline that ran longer than this grid's budget."""
+    rows = [r for r in csv.DictReader(open(source_of(config, seed))) if r["kind"].startswith("eval")]
+    if not rows or abs(int(rows[-1]["global_step"]) - budget) > 2 * 65536:
+        return {}
+    return {r["kind"]: float(r["success_rate"]) for r in rows}
+
+
 def summarise(seeds, budgets) -> None:
     lines = ["# The study: deterministic evaluation success per configuration (torch backend)", ""]
     for grid, configs in GRIDS.items():
@@ -211,9 +220,7 @@ def summarise(seeds, budgets) -> None:
             curves = curves_of(config, seeds, budget)
             if not curves:
                 continue
-            finals = [
-                lr.load(lr.csv_path(config, s))[1] for s in curves if source_of(config, s) == lr.csv_path(config, s)
-            ]
+            finals = [final_metrics(config, s, budget) for s in curves]
             cpu = [lr.cpu_per_million(source_of(config, s)) for s in curves]
             cells = [spread([at_or_before(c, step) for c in curves.values()]) for step in report_steps]
             finish = [f["eval_finish_time_s"] for f in finals if "eval_finish_time_s" in f]
