@@ -278,13 +278,20 @@ def plot(seeds, budgets) -> None:
                 steps = sorted({s for curve in curves for s, _ in curve})
                 at = [[dict(curve).get(s) for curve in curves] for s in steps]
                 at = [(s, [v for v in vals if v is not None]) for s, vals in zip(steps, at)]
-                xs = [s / 1e6 for s, vals in at if vals]
-                ax.plot(xs, [sum(v) / len(v) for _, v in at if v], color=colour, label=f"{config} (n={len(curves)})")
-                ax.fill_between(xs, [min(v) for _, v in at if v], [max(v) for _, v in at if v], color=colour, alpha=0.2)
+                xs, means = [s / 1e6 for s, vals in at if vals], [sum(v) / len(v) for _, v in at if v]
+                lows, highs = [min(v) for _, v in at if v], [max(v) for _, v in at if v]
+                label = f"{config} (n={len(curves)})"
+                if len(xs) == 1:  # a baseline evaluated only at the end: a point with its min-max bar
+                    spread_bar = [[means[0] - lows[0]], [highs[0] - means[0]]]
+                    ax.errorbar(xs, means, yerr=spread_bar, color=colour, marker="o", capsize=4, label=label)
+                    continue
+                ax.plot(xs, means, color=colour, label=label)
+                ax.fill_between(xs, lows, highs, color=colour, alpha=0.2)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("env steps (millions)")
             ax.set_ylabel("evaluation success")
             ax.set_ylim(-0.02, 1.0)
+            ax.set_xlim(0, budgets[grid] / 1e6 * 1.03)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         for ax in list(axes.flat)[len(panels) :]:
