@@ -85,6 +85,7 @@ KEPT_TAGS = ("factor/position1/", "losses/agent0/approx_kl", "losses/agent1/appr
 KEPT_TAGS += ("losses/agent1/clipfrac", "losses/approx_kl", "losses/clipfrac", "charts/action_std")
 KEPT_TAGS += ("rewards/approach", "rewards/collision", "losses/explained_variance")
 KEPT_POINTS = 160  # at most this many steps per tag (every k-th iteration of a long run)
+NEAR_BUDGET = 2 * 65536  # env steps: a run whose last iteration is this close to a budget reached it
 
 
 def grid_of(config: str) -> str:
@@ -173,7 +174,7 @@ def curves_of(config: str, seeds, budget: int):
         if not os.path.exists(path):
             continue
         rows = [r for r in csv.DictReader(open(path)) if r["kind"] in ("during_eval", "eval", "train")]
-        if not rows or max(int(r["global_step"]) for r in rows) < budget - 2 * 65536:
+        if not rows or max(int(r["global_step"]) for r in rows) < budget - NEAR_BUDGET:
             continue  # not (yet) at the budget
         evals = [r for r in rows if r["kind"] != "train" and int(r["global_step"]) <= budget]
         out[seed] = sorted({int(r["global_step"]): float(r["success_rate"]) for r in evals}.items())
@@ -205,10 +206,9 @@ def spread(values) -> str:
 def final_metrics(config: str, seed: int, budget: int):
     """The final evaluation's metrics ({kind: value}) of a run that ended at the budget; {} for a
     reused baseline that ran longer than this grid's budget."""
-    rows = [r for r in csv.DictReader(open(source_of(config, seed))) if r["kind"].startswith("eval")]
-    if not rows or abs(int(rows[-1]["global_step"]) - budget) > 2 * 65536:
-        return {}
-    return {r["kind"]: float(r["success_rate"]) for r in rows}
+    train, final = lr.load(source_of(config, seed))
+    ended_at_budget = train and abs(int(train[-1]["global_step"]) - budget) <= NEAR_BUDGET
+    return final if ended_at_budget else {}
 
 
 def summarise(seeds, budgets) -> None:
