@@ -58,6 +58,7 @@ GRIDS = {
         "harl-mappo": [MAPPO] + lr.HARL_MAPPO,
         "harl-happo_prod-mappo_hparams": PROD + lr.HARL_MAPPO,  # like-for-like with harl-mappo
         "harl-happo_mean-mappo_hparams": [HAPPO, "--action-aggregation", "mean"] + lr.HARL_MAPPO,
+        "harl-happo_mean": [HAPPO, "--action-aggregation", "mean"] + lr.HARL_HAPPO,
         "harl-happo_prod": PROD + lr.HARL_HAPPO,  # the fork's hyper-parameters
         **{f"harl-happo_prod-{name}": PROD + lr.HARL_HAPPO + flags for name, flags in SUSPECTS.items()},
         "harl-happo_prod-running_norm": PROD + lr.HARL_HAPPO + ["--obs-norm", "--cos-sin-yaws", "--no-input-layernorm"],
@@ -68,7 +69,8 @@ GRIDS = {
 # The first panel of the figures compares these; every other config is drawn beside the last of them.
 BASELINES = {
     "recipe": ["recipe-mappo", "recipe-happo_mean", "recipe-happo_prod"],
-    "harl": ["harl-mappo", "harl-happo_mean-mappo_hparams", "harl-happo_prod-mappo_hparams", "harl-happo_prod"],
+    "harl": ["harl-mappo", "harl-happo_mean-mappo_hparams", "harl-happo_prod-mappo_hparams", "harl-happo_mean"]
+    + ["harl-happo_prod"],
 }
 BUDGETS = {"recipe": 5_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
 # Where the table reads evaluation success: steps at which every run of the grid evaluates (both
@@ -78,7 +80,9 @@ REPORT_STEPS = {"recipe": (2_949_120, 4_915_200), "harl": (9_830_400, 20_000_000
 # length and --eval-every do not change training): read from there instead of run again.
 LEARNING = os.path.join(HERE, "results", "learning")
 SAME_AS_LEARNING_RUN = {"recipe-mappo": "mappo", "recipe-happo_prod": "happo_prod", "recipe-happo_mean": "happo_mean"}
-SAME_AS_LEARNING_RUN.update({"harl-mappo": "mappo_harl", "harl-happo_prod": "happo_prod_harl"})
+SAME_AS_LEARNING_RUN.update(
+    {"harl-mappo": "mappo_harl", "harl-happo_prod": "happo_prod_harl", "harl-happo_mean": "happo_mean_harl"}
+)
 EVAL_EVERY = {"recipe": "15", "harl": "30"}  # iterations between deterministic evaluations (0.49M / 0.98M steps)
 # TensorBoard tags kept per run for the figures (prefixes).
 KEPT_TAGS = ("factor/position1/", "losses/agent0/approx_kl", "losses/agent1/approx_kl", "losses/agent0/clipfrac")

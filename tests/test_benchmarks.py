@@ -184,3 +184,21 @@ def test_study_through_submitits_local_executor(tmp_path):
     out = study(tmp_path, "--configs", "recipe-happo_mean", "--executor", "submitit-local")
     assert "submitted 1 jobs" in out and "[1/1] done: recipe-happo_mean seed 1" in out
     assert (tmp_path / "recipe-happo_mean__seed1__scalars.csv").exists()
+
+
+def test_study_reuses_only_learning_runs_with_the_same_training_flags():
+    spec = importlib.util.spec_from_file_location("study", os.path.join(ROOT, "benchmarks", "study.py"))
+    study_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_module)
+
+    def training_flags(flags):  # how often a run evaluates does not change its training
+        flags = list(flags)
+        if "--eval-every" in flags:
+            at = flags.index("--eval-every")
+            del flags[at : at + 2]
+        return flags
+
+    grids = {config: flags for grid in study_module.GRIDS.values() for config, flags in grid.items()}
+    for config, learning_config in study_module.SAME_AS_LEARNING_RUN.items():
+        learning_flags = study_module.lr.CONFIGS[learning_config]
+        assert training_flags(grids[config]) == training_flags(learning_flags), config
