@@ -56,6 +56,7 @@ GRIDS = {
     },
     "harl": {
         "harl-mappo": [MAPPO] + lr.HARL_MAPPO,
+        "harl-mappo-no_share": [MAPPO, "--no-share-param"] + lr.HARL_MAPPO,  # one actor per agent, as HAPPO has
         "harl-happo_prod-mappo_hparams": PROD + lr.HARL_MAPPO,  # like-for-like with harl-mappo
         "harl-happo_mean-mappo_hparams": [HAPPO, "--action-aggregation", "mean"] + lr.HARL_MAPPO,
         "harl-happo_mean": [HAPPO, "--action-aggregation", "mean"] + lr.HARL_HAPPO,
