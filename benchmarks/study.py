@@ -70,8 +70,13 @@ GRIDS = {
 # The first panel of the figures compares these; every other config is drawn beside the last of them.
 BASELINES = {
     "recipe": ["recipe-mappo", "recipe-happo_mean", "recipe-happo_prod"],
-    "harl": ["harl-mappo", "harl-happo_mean-mappo_hparams", "harl-happo_prod-mappo_hparams", "harl-happo_mean"]
-    + ["harl-happo_prod"],
+    "harl": [
+        "harl-mappo",
+        "harl-happo_mean-mappo_hparams",
+        "harl-happo_prod-mappo_hparams",
+        "harl-happo_mean",
+        "harl-happo_prod",
+    ],
 }
 BUDGETS = {"recipe": 5_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
 # Where the table reads evaluation success: steps at which every run of the grid evaluates (both
