@@ -78,6 +78,8 @@ BASELINES = {
         "harl-happo_prod",
     ],
 }
+# A MAPPO variant is drawn beside HAPPO with the same hyper-parameters (default: the grid's last baseline).
+LIKE_FOR_LIKE_HAPPO = {"harl-mappo-no_share": "harl-happo_prod-mappo_hparams"}
 BUDGETS = {"recipe": 5_000_000, "harl": 20_000_000}  # env steps per run: enough to separate the configs
 # Where the table reads evaluation success: steps at which every run of the grid evaluates (both
 # --eval-every 15 and 30 evaluate at iterations 90 and 150) and the end of the budget.
@@ -271,9 +273,8 @@ def plot(seeds, budgets) -> None:
         baselines = [c for c in BASELINES[grid] if c in done]
         panels = [("MAPPO vs HAPPO", baselines)]
         for c in [c for c in done if c not in BASELINES[grid]]:  # beside HAPPO's baseline (and MAPPO's)
-            panels.append(
-                (c, [BASELINES[grid][0], BASELINES[grid][-1], c] if "-mappo-" in c else [BASELINES[grid][-1], c])
-            )
+            happo = LIKE_FOR_LIKE_HAPPO.get(c, BASELINES[grid][-1])
+            panels.append((c, [BASELINES[grid][0], happo, c] if "-mappo-" in c else [happo, c]))
         cols = 4
         fig, axes = plt.subplots(
             (len(panels) + cols - 1) // cols,
