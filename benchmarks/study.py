@@ -64,7 +64,8 @@ GRIDS = {
         **{f"harl-happo_prod-{name}": PROD + lr.HARL_HAPPO + flags for name, flags in SUSPECTS.items()},
         "harl-happo_prod-running_norm": PROD + lr.HARL_HAPPO + ["--obs-norm", "--cos-sin-yaws", "--no-input-layernorm"],
         "harl-happo_prod-agent_value": PROD + lr.HARL_HAPPO + ["--value-target", "agent"],
-        "harl-happo_prod-bootstrap": PROD + lr.HARL_HAPPO + ["--bootstrap-timeouts"],
+        # HARL's settings here bootstrap timeouts, as the recipe does; HARL's own terminal timeouts are the suspect.
+        "harl-happo_prod-no_bootstrap": PROD + lr.HARL_HAPPO + ["--no-bootstrap-timeouts"],
     },
 }
 # The first panel of the figures compares these; every other config is drawn beside the last of them.

@@ -202,3 +202,30 @@ def test_study_reuses_only_learning_runs_with_the_same_training_flags():
     for config, learning_config in study_module.SAME_AS_LEARNING_RUN.items():
         learning_flags = study_module.lr.CONFIGS[learning_config]
         assert training_flags(grids[config]) == training_flags(learning_flags), config
+
+
+def test_every_study_config_trains_something_its_grid_does_not_already_train():
+    """A suspect whose flag repeats a default (e.g. --bootstrap-timeouts, on by default) would rerun its
+    baseline under another name; parsed through the scripts' Args, no two configs of a grid may agree."""
+    import dataclasses
+
+    import tyro
+
+    import happo_mapush
+    import mappo_mapush
+
+    spec = importlib.util.spec_from_file_location("study", os.path.join(ROOT, "benchmarks", "study.py"))
+    study_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study_module)
+    scripts = {"mappo_mapush.py": mappo_mapush, "happo_mapush.py": happo_mapush}
+    for grid, configs in study_module.GRIDS.items():
+        trained_by = {}
+        for config, (script, *flags) in configs.items():
+            settings = (script, repr(dataclasses.asdict(tyro.cli(scripts[script].Args, args=flags))))
+            assert settings not in trained_by, f"{grid}: {config} trains exactly what {trained_by.get(settings)} does"
+            trained_by[settings] = config
+    # The check can fail: the old bootstrap suspect parses to HARL's HAPPO baseline.
+    baseline = tyro.cli(happo_mapush.Args, args=study_module.GRIDS["harl"]["harl-happo_prod"][1:])
+    assert baseline == tyro.cli(
+        happo_mapush.Args, args=study_module.GRIDS["harl"]["harl-happo_prod"][1:] + ["--bootstrap-timeouts"]
+    )
