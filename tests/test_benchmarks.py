@@ -186,10 +186,15 @@ def test_study_through_submitits_local_executor(tmp_path):
     assert (tmp_path / "recipe-happo_mean__seed1__scalars.csv").exists()
 
 
-def test_study_reuses_only_learning_runs_with_the_same_training_flags():
+def load_study():
     spec = importlib.util.spec_from_file_location("study", os.path.join(ROOT, "benchmarks", "study.py"))
     study_module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study_module)
+    return study_module
+
+
+def test_study_reuses_only_learning_runs_with_the_same_training_flags():
+    study_module = load_study()
 
     def training_flags(flags):  # how often a run evaluates does not change its training
         flags = list(flags)
@@ -207,21 +212,17 @@ def test_study_reuses_only_learning_runs_with_the_same_training_flags():
 def test_every_study_config_trains_something_its_grid_does_not_already_train():
     """A suspect whose flag repeats a default (e.g. --bootstrap-timeouts, on by default) would rerun its
     baseline under another name; parsed through the scripts' Args, no two configs of a grid may agree."""
-    import dataclasses
-
     import tyro
 
     import happo_mapush
     import mappo_mapush
 
-    spec = importlib.util.spec_from_file_location("study", os.path.join(ROOT, "benchmarks", "study.py"))
-    study_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study_module)
+    study_module = load_study()
     scripts = {"mappo_mapush.py": mappo_mapush, "happo_mapush.py": happo_mapush}
     for grid, configs in study_module.GRIDS.items():
         trained_by = {}
         for config, (script, *flags) in configs.items():
-            settings = (script, repr(dataclasses.asdict(tyro.cli(scripts[script].Args, args=flags))))
+            settings = (script, repr(tyro.cli(scripts[script].Args, args=flags)))  # every field, hashable
             assert settings not in trained_by, f"{grid}: {config} trains exactly what {trained_by.get(settings)} does"
             trained_by[settings] = config
     # The check can fail: the old bootstrap suspect parses to HARL's HAPPO baseline.
