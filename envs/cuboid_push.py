@@ -8,7 +8,7 @@ pure function of that tensor, which torch.compile can fuse (compile=True).
 What is modelled (numbers from MAPush unless said otherwise; see docs/envs.md):
 - 50 Hz control, each control step = `substeps` physics steps (4 x 5 ms, as MAPush's decimation).
 - Box: square rigid body on the ground, Coulomb friction for sliding and for turning (with stiction),
-  friction coefficient drawn per episode.
+  friction coefficient drawn once per environment (as MAPush draws it when it creates the box).
 - Robots: planar rigid bodies, footprint 0.5 m x 0.25 m made of three circles along the heading,
   12 kg, driven by body-frame velocity commands through a first-order, force-limited tracking
   controller (a stand-in for the walk-these-ways locomotion policy).
@@ -62,14 +62,14 @@ STATE_LAYOUT = (
 class TaskConfig:
     """Every task option; `make_env(..., **options)` overrides these by name."""
 
-    max_episode_steps: int = 1000  # 20 s at 50 Hz
+    max_episode_steps: int = 1001  # MAPush: 20 s at 50 Hz, and its counter must exceed 1000 to time out
     substeps: int = 4  # physics steps per 0.02 s control step
     success_radius: float = 1.0  # box centre within this of the target centre = success
     failure_distance: float = 0.25  # robot centres closer than this = crash (MAPush collision rule)
     target_radius_range: Tuple[float, float] = (1.5, 3.0)  # target spawn distance from the box
     robot_radius_range: Tuple[float, float] = (1.2, 1.3)  # robot spawn distance from the box
     robot_min_spawn_separation: float = 0.6  # deviation from MAPush: no overlapping spawns
-    box_friction_range: Tuple[float, float] = (0.30, 0.35)  # (0.1 ground + U[0.5, 0.6] box) / 2
+    box_friction_range: Tuple[float, float] = (0.30, 0.35)  # (0.1 ground + U[0.5, 0.6] box) / 2, per env
     # Reward scales of MAPush's task/cuboid/config.py.
     target_reward_scale: float = 0.00325
     approach_reward_scale: float = 0.00075
@@ -100,21 +100,21 @@ ROBOT_X, ROBOT_Y, ROBOT_YAW = slice(6, 8), slice(8, 10), slice(10, 12)  # rows f
 ROBOT_VX, ROBOT_VY, ROBOT_W = slice(12, 14), slice(14, 16), slice(16, 18)
 FRICTION, TARGET_X, TARGET_Y = 18, 19, 20
 PHYSICS_ROWS = 21
-NUM_SPAWN_UNIFORMS = 16
+NUM_SPAWN_UNIFORMS = 15
 
 
-def spawn_physics(u: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
-    """Physics P (21, E) of freshly reset envs from uniforms u (16, E): MAPush's distribution.
+def spawn_physics(u: torch.Tensor, cfg: TaskConfig, friction: torch.Tensor) -> torch.Tensor:
+    """Physics P (21, E) of freshly reset envs from uniforms u (15, E): MAPush's distribution.
 
     Box at the origin at rest with random yaw; target 1.5-3 m away at a random angle; each robot
     1.2-1.3 m from the box at a random angle with a random heading and base velocities U[-0.1, 0.1].
     Robot 1's angle is drawn away from robot 0's so that their bodies never start overlapping
     (MAPush has no such check; overlapping spawns there end at once with the collision failure).
+    `friction` (E,) is kept: MAPush draws the box's friction once per env, not per episode.
     """
     two_pi = 2.0 * math.pi
     t_lo, t_hi = cfg.target_radius_range
     r_lo, r_hi = cfg.robot_radius_range
-    f_lo, f_hi = cfg.box_friction_range
     gap = 2.0 * math.asin(min(1.0, cfg.robot_min_spawn_separation / (2.0 * r_lo)))
     t_angle, t_radius = two_pi * u[1], t_lo + (t_hi - t_lo) * u[2]
     radius = r_lo + (r_hi - r_lo) * u[3:5]
@@ -131,7 +131,7 @@ def spawn_physics(u: torch.Tensor, cfg: TaskConfig) -> torch.Tensor:
             radius * torch.sin(angles),
             two_pi * u[7:9],  # robot headings
             0.2 * u[9:15] - 0.1,  # robot vx, vy, yaw rate (world frame)
-            f_lo + (f_hi - f_lo) * u[15:16],
+            friction[None],
             (t_radius * torch.cos(t_angle))[None],
             (t_radius * torch.sin(t_angle))[None],
         )
@@ -264,10 +264,13 @@ def reward_terms(P: torch.Tensor, prev_distance, success, failure, cfg: TaskConf
     collision = cfg.collision_punishment_scale / (0.02 + gap / 3.0)
     push = cfg.push_reward_scale * (torch.hypot(P[BOX_VX], P[BOX_VY]) > 0.1).to(P.dtype)
     # OCB: unit box->target direction dotted with the inward normal of the face nearest each robot.
+    # Outside a corner both faces are equally near (the corner); MAPush's min over its edge list
+    # then keeps the first edge: corner (+, +) gives the x face, the three other corners a y face.
     c, s = torch.cos(P[BOX_YAW]), torch.sin(P[BOX_YAW])
     qx = -(c * to_box_x + s * to_box_y)  # robot position in the box frame
     qy = -(c * to_box_y - s * to_box_x)
-    x_face = (qx.abs() >= qy.abs()).to(P.dtype)
+    corner = (qx.abs() > BOX_HALF) & (qy.abs() > BOX_HALF)
+    x_face = torch.where(corner, (qx > 0) & (qy > 0), qx.abs() >= qy.abs()).to(P.dtype)
     in_x, in_y = -torch.sign(qx) * x_face, -torch.sign(qy) * (1.0 - x_face)  # inward, box frame
     g_x = (P[TARGET_X] - P[BOX_X]) / distance.clamp(min=1e-6)
     g_y = (P[TARGET_Y] - P[BOX_Y]) / distance.clamp(min=1e-6)
@@ -284,6 +287,18 @@ def reward_terms(P: torch.Tensor, prev_distance, success, failure, cfg: TaskConf
     return torch.stack((shared[0], approach, shared[1], shared[2], ocb, shared[3], shared[4]))
 
 
+def advance_physics(P: torch.Tensor, actions: torch.Tensor, substeps: int) -> torch.Tensor:
+    """Physics P (21, E) after one 0.02 s control step of raw actions (E, 2, 3): MAPush's command
+    u = 0.5 clip(a, -1, 1) (body-frame vx, vy, yaw rate), held for `substeps` physics steps."""
+    u = ACTION_SCALE * actions.clamp(-1.0, 1.0).permute(2, 1, 0)  # (3, 2, E)
+    c, s = torch.cos(P[ROBOT_YAW]), torch.sin(P[ROBOT_YAW])
+    cmd_vx, cmd_vy = c * u[0] - s * u[1], s * u[0] + c * u[1]  # body frame -> world frame
+    dt = 0.02 / substeps
+    for _ in range(substeps):
+        P = physics_substep(P, cmd_vx, cmd_vy, u[2], c, s, dt)
+    return P
+
+
 def step_core(P, prev_distance, episode_length, episode_return, actions, spawn_u, cfg: TaskConfig):
     """One control step of all envs as a pure function (so that torch.compile can fuse it).
 
@@ -291,12 +306,7 @@ def step_core(P, prev_distance, episode_length, episode_return, actions, spawn_u
     Returns (outputs, new_state): outputs = obs, state, reward, terminated, truncated, then the
     values of INFO_KEYS; new_state = the next (P, prev_distance, episode_length, episode_return).
     """
-    u = ACTION_SCALE * actions.clamp(-1.0, 1.0).permute(2, 1, 0)  # (3, 2, E)
-    c, s = torch.cos(P[ROBOT_YAW]), torch.sin(P[ROBOT_YAW])
-    cmd_vx, cmd_vy = c * u[0] - s * u[1], s * u[0] + c * u[1]  # body frame -> world frame
-    dt = 0.02 / cfg.substeps
-    for _ in range(cfg.substeps):
-        P = physics_substep(P, cmd_vx, cmd_vy, u[2], c, s, dt)
+    P = advance_physics(P, actions, cfg.substeps)
     episode_length = episode_length + 1
 
     distance = box_target_distance(P)
@@ -315,7 +325,7 @@ def step_core(P, prev_distance, episode_length, episode_return, actions, spawn_u
     final_obs, final_state = observe(P)
 
     # Auto-reset: blend fresh spawns into the columns of ended envs (no data-dependent branching).
-    P_next = torch.where(done, spawn_physics(spawn_u, cfg), P)
+    P_next = torch.where(done, spawn_physics(spawn_u, cfg, P[FRICTION]), P)
     obs, state = observe(P_next)
     not_done = (~done).to(episode_return.dtype)
     outputs = (obs, state, reward, terminated, truncated, final_obs, final_state, success, failure)
@@ -399,7 +409,10 @@ class CuboidPushEnv(PushTaskSpec):
         self.generator.manual_seed(int(seed))
         E, dev = self.num_envs, self.device
         # All physical state, one row per scalar and one column per env: see BOX_X ... TARGET_Y.
+        # The box friction is drawn here, once per env, and kept by every reset (as in MAPush).
         self._physics = torch.zeros(PHYSICS_ROWS, E, device=dev)
+        f_lo, f_hi = self.cfg.box_friction_range
+        self._physics[FRICTION] = f_lo + (f_hi - f_lo) * torch.rand(E, generator=self.generator, device=dev)
         self.prev_distance = torch.zeros(E, device=dev)
         self.episode_length = torch.zeros(E, dtype=torch.long, device=dev)
         self.episode_return = torch.zeros(E, 2, device=dev)
@@ -414,7 +427,7 @@ class CuboidPushEnv(PushTaskSpec):
     @torch.no_grad()
     def reset(self) -> Tuple[torch.Tensor, torch.Tensor]:
         """Reset every environment and return (obs (E, 2, 8), state (E, 23))."""
-        self._physics = spawn_physics(self._uniforms(), self.cfg)
+        self._physics = spawn_physics(self._uniforms(), self.cfg, self._physics[FRICTION])
         self.prev_distance = box_target_distance(self._physics)
         self.episode_length.zero_()
         self.episode_return.zero_()

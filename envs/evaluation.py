@@ -15,7 +15,7 @@ def evaluate(
     seed: int = 0,
     backend: str = "torch",
     video_path: Optional[str] = None,
-    max_episode_steps: int = 1000,
+    max_episode_steps: int = 1001,
     log: Optional[Callable[[str], None]] = None,
 ) -> Dict[str, float]:
     """Run `act` (observations (E, A, obs_dim) -> actions (E, A, action_dim), deterministic) on the

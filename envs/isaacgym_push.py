@@ -10,9 +10,13 @@ What differs from the torch backend, because of how MAPush works:
   therefore hold the last observation and state *before* the ending step (one 0.02 s step early).
   The scripts bootstrap time-limit truncations with V(final_state), i.e. with the value one step
   before the time limit: a small bias, far smaller than treating timeouts as terminal.
-- Time-outs are told apart from terminations with MAPush's episode-length counter, read before the
-  step: an env that ends on the step where its counter passes the limit, without success, was
-  truncated. Success is MAPush's `finished_buf`; every other ending is a failure (exception).
+- Endings are read from MAPush's flags: success is `finished_buf`, failure its exception flags
+  (roll, pitch, z-wave, robot collision; MAPush gives -5 for them even on the time-out step), and an
+  env that ends on the step where its episode counter passes the limit without either was
+  truncated. MAPush's counter must exceed `max_episode_length` (1000), so an episode that times
+  out lasts 1001 steps; `max_episode_steps` counts those steps, as the torch backend does.
+- MAPush's config names the locomotion policy and the actuator net relative to the working folder
+  (MAPush's root); they are made absolute here so that the scripts run from any folder.
 - The dense reward terms follow MAPush's quirk of being computed on post-reset states on reset
   steps (see mapush_env_spec section 1.7); the torch backend fixes that, this one cannot.
 - Robot velocities in the state are finite differences of base positions and yaws over one step
@@ -30,7 +34,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from envs.cuboid_push import BOX_HALF, REWARD_TERMS, PushTaskSpec, validate_actions
+from envs.cuboid_push import ACTION_SCALE, BOX_HALF, REWARD_TERMS, PushTaskSpec, validate_actions
 
 # MAPush's names for the reward terms (its wrapper's reward_buffer keys), in REWARD_TERMS order.
 MAPUSH_REWARD_KEYS = (
@@ -42,6 +46,10 @@ MAPUSH_REWARD_KEYS = (
     "reach_target_reward",
     "exception_punishment",
 )
+# MAPush's reward_buffer adds these per agent and every other term once per env.
+MAPUSH_PER_AGENT_KEYS = ("approach_to_box_reward", "ocb_reward")
+# Go1 config fields that MAPush gives relative to its root (it expects to be run from there).
+MAPUSH_RELATIVE_PATHS = ("locomotion_policy_dir", "actuator_network_path")
 INSTALL_HELP = (
     "The Isaac Gym backend needs (1) Isaac Gym Preview 4 from NVIDIA (pip install -e isaacgym/python, "
     "Python 3.8), (2) MAPush (git clone https://github.com/collaborative-mapush/MAPush; pip install -e .), "
@@ -54,13 +62,50 @@ def _import_mqe():
     """Import MAPush's `mqe`, from the installed package or from $MAPUSH_ROOT."""
     try:
         return importlib.import_module("mqe.envs.utils")
-    except ImportError:
+    except ModuleNotFoundError as err:
+        if err.name not in ("mqe", "mqe.envs"):
+            raise _missing_dependency(err) from err
         root = os.environ.get("MAPUSH_ROOT")
         if not root:
             raise
         if root not in sys.path:
             sys.path.insert(0, root)  # MAPush's scripts import `mqe` and `task` from its root
-        return importlib.import_module("mqe.envs.utils")
+        try:
+            return importlib.import_module("mqe.envs.utils")
+        except ModuleNotFoundError as err:
+            if err.name in ("mqe", "mqe.envs"):
+                raise
+            raise _missing_dependency(err) from err
+
+
+def _missing_dependency(err: ModuleNotFoundError) -> ModuleNotFoundError:
+    """MAPush's `mqe.envs.utils` imports OpenRL, gym, treelib, scipy and matplotlib for every task."""
+    return ModuleNotFoundError(
+        f"MAPush's mqe imports {err.name!r}, which is not installed: "
+        "pip install -r requirements-isaacgym-py38.txt (see docs/isaacgym.md)",
+        name=err.name,
+    )
+
+
+def mapush_config(utils, args):
+    """MAPush's own `custom_cfg(args)`, then its relative asset paths made absolute.
+
+    MAPush's Go1 config loads the walk-these-ways policy and the actuator net from
+    `./mqe/utils/...` and `./resources/...`, relative to the working folder; rooting them at MAPush's
+    checkout lets the scripts run from the user's folder, where run folders and checkpoints go.
+    """
+    root = importlib.import_module("mqe").LEGGED_GYM_ROOT_DIR
+    apply_mapush = utils.custom_cfg(args)
+
+    def configure(cfg):
+        cfg = apply_mapush(cfg)
+        for name in MAPUSH_RELATIVE_PATHS:
+            path = getattr(cfg.control, name, None)
+            if isinstance(path, str) and not os.path.isabs(path):
+                setattr(cfg.control, name, os.path.normpath(os.path.join(root, path)))
+        return cfg
+
+    return configure
 
 
 def mapush_available() -> bool:
@@ -145,13 +190,15 @@ class IsaacGymPushEnv(PushTaskSpec):
         self.check_finite = bool(check_finite)  # a host sync per step: off unless asked for
         self.team_reward = team_reward
         args = mqe_args(self.num_envs, seed, device, headless)
-        self.env, self.env_cfg = utils.make_mqe_env("go1push_mid", args, custom_cfg=utils.custom_cfg(args))
+        self.env, self.env_cfg = utils.make_mqe_env("go1push_mid", args, custom_cfg=mapush_config(utils, args))
         if self.env.num_agents != self.num_agents:
             raise RuntimeError(f"expected MAPush's 2-robot task, got {self.env.num_agents} agents")
+        # MAPush's wrapper makes its action scale on "cuda", i.e. cuda:0: remake it on this env's device.
+        self.env.action_scale = torch.full_like(self.env.action_scale, ACTION_SCALE, device=self.device)
         base = self.env.env
-        if max_episode_steps is not None:  # MAPush counts steps; its limit is episode_length_s / 0.02
-            base.max_episode_length = int(max_episode_steps)
-        self.max_episode_steps = int(base.max_episode_length)
+        if max_episode_steps is not None:  # MAPush ends an episode once its counter exceeds this limit
+            base.max_episode_length = int(max_episode_steps) - 1
+        self.max_episode_steps = int(base.max_episode_length) + 1
         if collision_punishment_scale is not None:
             self.env.collision_punishment_scale = float(collision_punishment_scale)
         E = self.num_envs
@@ -161,6 +208,8 @@ class IsaacGymPushEnv(PushTaskSpec):
         self._last_pose = None  # robots' (x, y, yaw) at the previous step, for velocities
         self._last_obs = self._last_state = None
         self._last_terms = None
+        per_agent = torch.tensor([k in MAPUSH_PER_AGENT_KEYS for k in MAPUSH_REWARD_KEYS], device=self.device)
+        self._term_counts = torch.where(per_agent, float(E * self.num_agents), float(E))
 
     # --- reading MAPush's buffers -------------------------------------------------------------
     def _poses(self):
@@ -214,7 +263,9 @@ class IsaacGymPushEnv(PushTaskSpec):
         )
 
     def _reward_term_means(self) -> torch.Tensor:
-        """Per-step means of MAPush's reward terms, from its cumulative reward_buffer."""
+        """Per-step means over envs and agents of MAPush's reward terms, from its cumulative
+        reward_buffer (the torch backend's `reward_terms`): a term MAPush adds once per env and
+        gives to both agents is divided by E, a per-agent term by E x 2."""
         buf = getattr(self.env, "reward_buffer", None)
         if not buf:
             return torch.zeros(len(REWARD_TERMS), device=self.device)
@@ -224,7 +275,7 @@ class IsaacGymPushEnv(PushTaskSpec):
         )
         delta = now if self._last_terms is None else now - self._last_terms
         self._last_terms = now
-        return delta / (self.num_envs * self.num_agents)
+        return delta / self._term_counts
 
     # --- API ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -249,10 +300,14 @@ class IsaacGymPushEnv(PushTaskSpec):
         obs = obs.to(self.device, torch.float32)
         reward = reward.to(self.device, torch.float32).reshape(self.num_envs, self.num_agents)
         done = done.to(self.device).reshape(self.num_envs).bool()
-        success = done & self.env.finished_buf.to(self.device).reshape(self.num_envs).bool()
-        truncated = done & ~success & (counter_before + 1 > self.max_episode_steps)
-        terminated = done & ~truncated
-        failure = terminated & ~success
+        finished = self.env.finished_buf.to(self.device).reshape(self.num_envs).bool()
+        exception = self.env.exception_buf | self.env.value_exception_buf  # what MAPush gives -5 for
+        exception = exception.to(self.device).reshape(self.num_envs).bool()
+        timed_out = counter_before + 1 >= self.max_episode_steps
+        success = done & finished
+        failure = done & (exception | ~(finished | timed_out))  # an ending with no known cause counts too
+        terminated = success | failure
+        truncated = done & ~terminated
         if self.team_reward:
             reward = reward.sum(1, keepdim=True).expand(-1, 2).contiguous()
 

@@ -1,5 +1,6 @@
 """Isaac Gym adapter, tested against a fake of MAPush's mqe package (no Isaac Gym, no GPU here)."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -38,7 +39,8 @@ def make(num_envs=3, **options):
 
 def test_shapes_state_frame_and_reset(fake_mapush):
     env = make()
-    assert env.backend == "isaacgym" and env.max_episode_steps == 1000
+    assert env.backend == "isaacgym" and env.max_episode_steps == 1001  # MAPush's counter must exceed 1000
+    assert env.env.action_scale.device == env.device  # remade from MAPush's cuda:0 tensor (here on "meta")
     obs, state = env.reset()
     assert obs.shape == (3, 2, 8) and state.shape == (3, 23) and obs.dtype == torch.float32
     s = dict(zip(envs.STATE_LAYOUT, state[1].tolist()))
@@ -99,7 +101,43 @@ def test_time_limit_is_truncation(fake_mapush):
             assert not terminated[1] and not info["success"][1] and not info["failure"][1]
             assert info["episode_length"][1].item() == t
             break
-    assert ended == 5  # MAPush ends an episode when its counter exceeds the limit
+    assert ended == 4  # max_episode_steps counts the steps of a timed-out episode, as in the torch backend
+    assert env.env.env.max_episode_length == 3  # MAPush ends an episode when its counter exceeds this
+
+
+def test_failure_on_the_time_limit_step_is_a_failure(fake_mapush, monkeypatch):
+    """MAPush gives -5 to an exception on the step its episode times out: that ending is a failure."""
+    env = make(4, max_episode_steps=4)  # imports the fake mqe from MAPUSH_ROOT
+    monkeypatch.setattr(sys.modules["mqe.envs.utils"], "FALL_AT_TIME_LIMIT", True)
+    env.reset()
+    for _ in range(4):
+        obs, state, reward, terminated, truncated, info = env.step(torch.zeros(4, 2, 3))
+    assert terminated[1] and not truncated[1] and info["failure"][1] and not info["success"][1]
+    assert reward[1, 0].item() == pytest.approx(0.01 - 5.0)
+    assert truncated[3] and not terminated[3] and not info["failure"][3]  # a plain time-out
+
+
+def test_runs_from_any_folder(fake_mapush, monkeypatch, tmp_path):
+    """MAPush's asset paths are relative to its root; the adapter roots them at the checkout."""
+    monkeypatch.chdir(tmp_path)
+    env = make()
+    control = env.env_cfg.control
+    assert control.actuator_network_path == os.path.join(FAKE_MAPUSH, "resources", "actuator_nets")
+    assert os.path.isdir(control.locomotion_policy_dir) and os.path.isabs(control.locomotion_policy_dir)
+    assert os.listdir(str(tmp_path)) == []  # nothing written where the user started
+
+
+def test_missing_mapush_dependency_names_the_install_line(fake_mapush, monkeypatch):
+    real_import = importlib.import_module
+
+    def fail_on_openrl(name, *args):
+        if name == "mqe.envs.utils":
+            raise ModuleNotFoundError("No module named 'openrl'", name="openrl")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fail_on_openrl)
+    with pytest.raises(ModuleNotFoundError, match="MAPush's mqe imports 'openrl'.*requirements-isaacgym-py38.txt"):
+        ig._import_mqe()
 
 
 def test_reward_terms_team_reward_and_collision_option(fake_mapush):
@@ -109,6 +147,7 @@ def test_reward_terms_team_reward_and_collision_option(fake_mapush):
     _, _, reward, _, _, info = env.step(torch.zeros(3, 2, 3))
     torch.testing.assert_close(reward[:, 0], reward[:, 1])
     torch.testing.assert_close(reward[:, 0], torch.tensor([-0.02, -0.01, 0.0]))
+    # MAPush's reward_buffer adds approach and OCB per agent, the other terms once per env.
     torch.testing.assert_close(info["reward_terms"][:5], torch.tensor([0.001, -0.002, -0.003, 0.0015, 0.004]))
     _, _, _, _, _, info = env.step(torch.zeros(3, 2, 3))
     assert info["reward_terms"][6].item() == pytest.approx(-5.0 / 3)  # one exception among 3 envs
