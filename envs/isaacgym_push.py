@@ -2,7 +2,7 @@
 
 Needs Isaac Gym Preview 4 (`import isaacgym`), MAPush's `mqe` package and a CUDA device. MAPush is
 found as an installed `mqe` package, or through the MAPUSH_ROOT environment variable (the root of a
-MAPush checkout, which holds `mqe/` and `task/`). See the README, "Running on the real robots task".
+MAPush checkout, which holds `mqe/` and `task/`). Install steps: docs/isaacgym.md.
 
 What differs from the torch backend, because of how MAPush works:
 - MAPush resets ended environments inside its step and returns the next episode's first
@@ -18,9 +18,12 @@ What differs from the torch backend, because of how MAPush works:
 - MAPush's config names the locomotion policy and the actuator net relative to the working folder
   (MAPush's root); they are made absolute here so that the scripts run from any folder.
 - The dense reward terms follow MAPush's quirk of being computed on post-reset states on reset
-  steps (see mapush_env_spec section 1.7); the torch backend fixes that, this one cannot.
+  steps (sizes in docs/envs.md); the torch backend fixes that, this one cannot.
 - Robot velocities in the state are finite differences of base positions and yaws over one step
   (zero on the first step of an episode), in the same frame and units as the torch backend.
+- MAPush's observation on the step an env is reset (the next episode's first) uses the robots' new
+  positions with their previous yaws (its base_quat buffer is copied before the reset); it is passed
+  on as MAPush makes it. The state reads the yaws from the root states and is the new episode's.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ MAPUSH_RELATIVE_PATHS = ("locomotion_policy_dir", "actuator_network_path")
 INSTALL_HELP = (
     "The Isaac Gym backend needs (1) Isaac Gym Preview 4 from NVIDIA (pip install -e isaacgym/python, "
     "Python 3.8), (2) MAPush (git clone https://github.com/collaborative-mapush/MAPush; pip install -e .), "
-    "or MAPUSH_ROOT=/path/to/MAPush, and (3) a CUDA device. See README, 'Running on the real robots task'. "
+    "or MAPUSH_ROOT=/path/to/MAPush, and (3) a CUDA device. See docs/isaacgym.md. "
     "Without them use --backend torch (the default surrogate)."
 )
 
@@ -220,9 +223,11 @@ class IsaacGymPushEnv(PushTaskSpec):
         box_xy = npc[:, 0, :2] - origin
         box = torch.cat((box_xy, quaternion_yaw(npc[:, 0, 3:7])[:, None], npc[:, 0, 7:9], npc[:, 0, 12:13]), 1)
         target_xy = npc[:, 1, :2] - origin
-        obs_buf = self.env.env.obs_buf
-        pos = obs_buf.base_pos.reshape(E, 2, 3)[..., :2]  # already relative to the env origin
-        yaw = obs_buf.base_rpy.reshape(E, 2, 3)[..., 2]
+        base = self.env.env
+        pos = base.obs_buf.base_pos.reshape(E, 2, 3)[..., :2]  # already relative to the env origin
+        # Yaw from the root states: MAPush's obs_buf.base_rpy still holds the previous episode's yaw
+        # on the step an env is reset (its base_quat is copied before the reset).
+        yaw = quaternion_yaw(base.root_states[:, 3:7]).reshape(E, 2)
         robots = torch.cat((pos, yaw[..., None]), -1)
         return box, target_xy, robots
 

@@ -1,6 +1,7 @@
 """Isaac Gym adapter, tested against a fake of MAPush's mqe package (no Isaac Gym, no GPU here)."""
 
 import importlib
+import math
 import os
 import subprocess
 import sys
@@ -71,6 +72,7 @@ def test_step_rewards_success_failure_and_final_state(fake_mapush):
     assert info["episode_length"][2].item() == 2
     assert state[2, 0].item() == pytest.approx(0.0)  # env 2 restarted: box back at its spawn
     assert state[2, 13].item() == 0.0  # and no velocity across the reset
+    assert state[2, 11].item() == pytest.approx(math.cos(0.3))  # the new episode's yaw, not MAPush's stale one
     # Step 3: env 0 reaches the target -> terminated with success.
     obs, state, reward, terminated, truncated, info = env.step(actions)
     assert terminated.tolist() == [True, False, False] and info["success"].tolist() == [True, False, False]
@@ -164,7 +166,7 @@ def test_bad_input_raises(fake_mapush):
 
 def test_missing_pieces_fail_fast_with_install_help(monkeypatch):
     monkeypatch.setattr(envs, "isaacgym", None)
-    with pytest.raises(RuntimeError, match="Isaac Gym could not be imported.*README"):
+    with pytest.raises(RuntimeError, match="Isaac Gym could not be imported.*docs/isaacgym.md"):
         ig.require_isaacgym("cuda:0")
     monkeypatch.setattr(envs, "isaacgym", types.ModuleType("isaacgym"))
     monkeypatch.delenv("MAPUSH_ROOT", raising=False)

@@ -3,13 +3,16 @@
 Runs when MAPUSH_ROOT points to a MAPush checkout (or `mqe` is installed); skips in one line otherwise.
 """
 
+import importlib.util
 import math
+import os
 from types import SimpleNamespace
 
 import pytest
 import torch
 from mapush_code import SKIP_REASON, make_surrogate_sim_class, mapush_imported, mapush_root
 
+import envs.isaacgym_push as ig
 from envs.cuboid_push import (
     FRICTION,
     PHYSICS_ROWS,
@@ -23,6 +26,7 @@ from envs.cuboid_push import (
     spawn_physics,
 )
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = mapush_root()
 if ROOT is None:
     pytest.skip(SKIP_REASON, allow_module_level=True)
@@ -235,3 +239,106 @@ def test_spawn_distribution_equals_mapush_s(mapush):
     # The one deliberate difference: robots at least 0.6 m apart; with the option at 0, as MAPush.
     assert ks(mapush_f["robot gap"], independent_f["robot gap"]) < 0.02
     assert (mapush_f["robot gap"] < 0.25).float().mean() > 0.04 and ours_f["robot gap"].min() >= 0.6 - 1e-4
+
+
+def load_scripted_policy():
+    spec = importlib.util.spec_from_file_location(
+        "scripted_policy", os.path.join(REPO, "benchmarks", "scripted_policy.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.scripted_actions
+
+
+@pytest.mark.parametrize("max_episode_steps", [None, 120])
+def test_adapter_over_mapush_wrapper_agrees_with_the_surrogate_on_every_step(mapush, monkeypatch, max_episode_steps):
+    """envs/isaacgym_push.py, unmodified, over MAPush's make_mqe_env and wrapper; only the simulator is
+    the surrogate's physics. Each step is checked against the torch backend's own functions applied
+    to the simulator's states: flags and episode bookkeeping on every env, observation, state, reward
+    and reward terms where no env ended (MAPush computes those on post-reset states)."""
+    monkeypatch.setattr(ig, "require_isaacgym", lambda device: None)
+    E = 24
+    options = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    env = ig.IsaacGymPushEnv(E, device="cpu", seed=0, **options)
+    assert env.max_episode_steps == (max_episode_steps or 1001)
+    sim, cfg = env.env.env, TaskConfig()
+    scripted = load_scripted_policy()
+    g = torch.Generator().manual_seed(0)
+    obs, state = env.reset()
+    positions = [k for k in range(23) if k not in (13, 14, 15, 20, 21, 22)]  # robot velocities: see below
+    torch.testing.assert_close(state[:, positions], observe(sim.physics)[1][:, positions], rtol=0, atol=1e-5)
+    previous = sim.physics.clone()
+    length, ret = torch.zeros(E, dtype=torch.long), torch.zeros(E, 2)
+    counts, checked_terms = torch.zeros(3), 0
+    steps = 1300 if max_episode_steps is None else 250
+    for t in range(steps):
+        noise = (1.0 if t % 200 < 100 else 0.2) * torch.randn(E, 2, 3, generator=g)
+        actions = torch.where(torch.arange(E)[:, None, None] % 3 == 0, noise, scripted(obs) + noise)
+        last_obs, last_state = obs, state
+        obs, state, reward, terminated, truncated, info = env.step(actions)
+        before, after, ended = sim.log[-1]
+        success = box_target_distance(before) < cfg.success_radius
+        failure = torch.hypot(before[6] - before[7], before[8] - before[9]) < cfg.failure_distance
+        length += 1
+        timeout = length >= env.max_episode_steps
+        done = success | failure | timeout
+        assert torch.equal(torch.zeros(E, dtype=torch.bool).index_fill_(0, ended, True), done)
+        assert torch.equal(info["success"], success & done) and torch.equal(info["failure"], failure & done)
+        assert torch.equal(terminated, success | failure) and torch.equal(truncated, timeout & ~(success | failure))
+        terms = reward_terms(before, box_target_distance(previous), success, failure, cfg)
+        going = ~done
+        exact = going[:, None] & ~on_face_boundary(before)
+        torch.testing.assert_close(reward[exact], terms.sum(0).T[exact], rtol=0, atol=3e-5)
+        # The terms' means add up to the mean reward on every step (MAPush's accounting undone right).
+        assert abs(info["reward_terms"].sum().item() - reward.mean().item()) < 1e-4
+        if not done.any() and exact.all():
+            torch.testing.assert_close(info["reward_terms"], terms.mean((1, 2)), rtol=0, atol=1e-5)
+            checked_terms += 1
+        ours_obs, ours_state = observe(after)
+        assert obs_error(obs[going], ours_obs[going]).max() < 3e-5
+        torch.testing.assert_close(state[:, positions], ours_state[:, positions], rtol=0, atol=3e-5)
+        velocity = (after[6:12] - previous[6:12]) / 0.02  # the adapter's finite differences
+        velocity[4:] = angle_diff(after[10:12], previous[10:12]) / 0.02
+        expected = torch.stack((velocity[0], velocity[2], velocity[4], velocity[1], velocity[3], velocity[5]), 1)
+        expected[done] = 0.0  # no velocity across a reset; the surrogate's are in `after`
+        torch.testing.assert_close(state[:, [13, 14, 15, 20, 21, 22]], expected, rtol=0, atol=2e-3)
+        ret += reward
+        assert torch.equal(info["episode_length"], length)
+        torch.testing.assert_close(info["episode_return"], ret, rtol=0, atol=1e-4)
+        if done.any():
+            assert torch.equal(info["final_obs"][done], last_obs[done])
+            assert torch.equal(info["final_state"][done], last_state[done])
+        counts += torch.stack(((success & done).sum(), (failure & done).sum(), truncated.sum())).float()
+        length[done], ret[done] = 0, 0.0
+        previous = after.clone()
+    needed = counts if max_episode_steps is None else counts[2:]  # 120 steps are too short to push it home
+    assert needed.min() >= 1, f"successes, failures, time-outs: {counts.tolist()}"
+    assert checked_terms > steps // 2
+
+
+def test_mapush_go1_constructor_loads_its_networks_from_any_folder(mapush, monkeypatch, tmp_path):
+    """MAPush's Go1 loads the actuator net and the walk-these-ways policy from paths relative to its
+    root; with the adapter's config they load from another working folder (the README's way)."""
+    import sys
+
+    go1_module = sys.modules["mqe.envs.go1.go1"]
+    field = sys.modules["mqe.envs.field.legged_robot_field"]
+    args = mqe_args(2)
+    cfg = ig.mapush_config(mapush, args)(mapush.ENV_DICT["go1push_mid"]["config"])
+    monkeypatch.chdir(tmp_path)
+    robot = go1_module.Go1.__new__(go1_module.Go1)
+    robot.cfg, robot.num_envs, robot.num_agents, robot.device = cfg, 2, 2, "cpu"
+    robot.num_actuated_dof, robot.dof_pos = 24, torch.zeros(2, 24)
+    monkeypatch.setattr(field.LeggedRobotField, "_init_buffers", lambda self: None)  # the simulator's part
+    go1_module.Go1._init_buffers(robot)  # MAPush's code: torch.jit.load(actuator net)
+    zeros = torch.zeros(4, 12)
+    torques = robot.actuator_network(zeros, zeros, zeros, zeros, zeros, zeros)
+    assert torques.shape == (2, 24) and torch.isfinite(torques).all()
+    body = os.path.join(cfg.control.locomotion_policy_dir, "body_latest.jit")
+    adaptation = os.path.join(cfg.control.locomotion_policy_dir, "adaptation_module_latest.jit")
+    assert os.path.isfile(adaptation), adaptation
+    if not os.path.isfile(body):
+        pytest.skip(f"{body} is not in this checkout (a file over 4 MiB; clone MAPush with it to run this part)")
+    go1_module.Go1._prepare_locomotion_policy(robot)  # MAPush's code: torch.jit.load(body, adaptation)
+    joints = robot.locomotion_policy(torch.zeros(4, 2100))
+    assert joints.shape == (4, 12) and torch.isfinite(joints).all()

@@ -3,8 +3,8 @@
 Same interface as MAPush's go1push_mid wrapper, as the adapter uses it: make_mqe_env / custom_cfg,
 a wrapper with num_envs, num_agents, num_npcs, root_states_npc, finished_buf, exception_buf,
 value_exception_buf, reward_buffer, action_scale and collision_punishment_scale, and a base env
-(`wrapper.env`) with env_origins, obs_buf.base_pos / base_rpy, episode_length_buf and
-max_episode_length. Like MAPush, step() resets ended envs inside the step and returns the next
+(`wrapper.env`) with env_origins, obs_buf.base_pos / base_rpy, root_states (quaternions),
+episode_length_buf and max_episode_length. Like MAPush, step() resets ended envs inside the step and returns the next
 episode's first observation; its reward_buffer adds approach and OCB per agent and every other term
 once per env; its action scale is made on "cuda" (cuda:0), here a tensor on the "meta" device that
 stands for a device other than the env's. Made-up, deterministic behaviour: env 0 reaches the
@@ -19,6 +19,7 @@ from types import SimpleNamespace
 import torch
 
 BOX_SPAWN = (12.0, 0.0)  # MAPush's box reset position in the env-local frame
+SPAWN_YAW = 0.3  # both robots' heading at every reset
 FALL_AT_TIME_LIMIT = False  # env 1 has an exception on the step where it times out
 PER_AGENT = ("approach_to_box_reward", "ocb_reward")
 TERMS = (
@@ -68,6 +69,18 @@ class FakeBase:
         self.value_exception_buf = torch.zeros(num_envs, dtype=torch.bool)
         self.episode_length_buf = torch.zeros(num_envs, dtype=torch.long)
         self.obs_buf = SimpleNamespace(base_pos=torch.zeros(num_envs * 2, 3), base_rpy=torch.zeros(num_envs * 2, 3))
+        self.root_states = torch.zeros(num_envs * 2, 13)  # only the quaternions (x, y, z, w) are used here
+        self.root_states[:, 6] = 1.0
+
+    def set_yaw(self, ids, yaw):
+        quat = self.root_states.view(-1, 2, 13)[ids, :, 3:7]
+        yaw = torch.as_tensor(yaw, dtype=torch.float32)
+        quat[..., 2], quat[..., 3] = torch.sin(0.5 * yaw), torch.cos(0.5 * yaw)
+        self.root_states.view(-1, 2, 13)[ids, :, 3:7] = quat
+
+    def yaw(self):
+        q = self.root_states[:, 3:7]
+        return 2.0 * torch.atan2(q[:, 2], q[:, 3])
 
 
 class FakeGo1PushMidWrapper:
@@ -101,7 +114,7 @@ class FakeGo1PushMidWrapper:
         pos = self.env.obs_buf.base_pos.view(E, 2, 3)
         pos[ids, 0] = torch.tensor([BOX_SPAWN[0] - 1.2, 0.0, 0.45])  # env-local, as MAPush's obs_buf
         pos[ids, 1] = torch.tensor([BOX_SPAWN[0], 1.25, 0.45])
-        self.env.obs_buf.base_rpy.view(E, 2, 3)[ids] = 0.0
+        self.env.set_yaw(ids, SPAWN_YAW)  # MAPush's obs_buf.base_rpy keeps the old yaw on a reset step
         self.env.episode_length_buf[ids] = 0
 
     def _obs(self):
@@ -120,7 +133,8 @@ class FakeGo1PushMidWrapper:
         u = actions.clamp(-1, 1) * self.action_scale
         pos = self.env.obs_buf.base_pos.view(E, 2, 3)
         pos[..., 0] += u[..., 0] * 0.02
-        self.env.obs_buf.base_rpy.view(E, 2, 3)[..., 2] += 0.1  # robots turn 0.1 rad per step
+        self.env.set_yaw(torch.arange(E), self.env.yaw().view(E, 2) + 0.1)  # robots turn 0.1 rad per step
+        self.env.obs_buf.base_rpy[:, 2] = self.env.yaw()  # before the reset, as MAPush copies base_quat
         npc = self.root_states_npc.view(E, 2, 13)
         npc[:, 0, 0] += 0.1  # box slides 0.1 m per step
         npc[:, 0, 7] = 5.0  # and reports 5 m/s
