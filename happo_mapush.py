@@ -42,7 +42,7 @@ class Args:
     """torch.compile the rollout's network step, GAE, the mini-batch losses and (torch backend) the env
     step: the same code, fused by inductor; compiling takes about a minute at the start, and on CPU a C++ compiler"""
     max_episode_steps: int = 1001
-    """episode time limit in env steps (MAPush: 1001, its counter must exceed 20 s / 0.02 s); lower it only for quick tests"""
+    """episode time limit in env steps (MAPush's: 1001, its 20 s counter must pass 1000); lower it only for tests"""
     env_options: Tuple[str, ...] = ()
     """task options as NAME=VALUE, fields of envs.TaskConfig; the HARL fork's reward:
     team_reward=True collision_punishment_scale=-0.0008"""

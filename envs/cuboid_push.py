@@ -81,16 +81,44 @@ class TaskConfig:
     team_reward: bool = False  # True: both agents get r0 + r1, as the HARL fork's wrapper does
 
 
+# Options that must be > 0, or >= 0 (for a range: its low end); every other number may have any sign.
+POSITIVE_OPTIONS = ("max_episode_steps", "substeps", "success_radius", "target_radius_range", "robot_radius_range")
+NON_NEGATIVE_OPTIONS = ("failure_distance", "robot_min_spawn_separation", "box_friction_range")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checked_option(name: str, value, default):
+    """`value` as the type of the option's default, or ValueError naming what the option takes."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "True or False"
+    elif isinstance(default, int):
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+    elif isinstance(default, float):
+        ok, kind = _is_number(value), "a finite number"
+    else:  # a (low, high) range
+        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_number, value))
+        ok, kind = ok and value[0] <= value[1], "a range (LOW, HIGH) of finite numbers with LOW <= HIGH"
+    if not ok:
+        raise ValueError(f"task option {name}={value!r}: takes {kind}")
+    low = value[0] if isinstance(value, (tuple, list)) else value
+    if name in POSITIVE_OPTIONS and not low > 0:
+        raise ValueError(f"task option {name}={value!r}: must be > 0")
+    if name in NON_NEGATIVE_OPTIONS and not low >= 0:
+        raise ValueError(f"task option {name}={value!r}: must be >= 0")
+    return tuple(float(v) for v in value) if isinstance(default, tuple) else type(default)(value)
+
+
 def task_config_from_options(options: Dict[str, object]) -> TaskConfig:
-    """Build a TaskConfig, rejecting unknown option names with the list of accepted ones."""
-    known = [f.name for f in fields(TaskConfig)]
-    unknown = sorted(set(options) - set(known))
+    """Build a TaskConfig, rejecting unknown option names with the list of accepted ones and values
+    of the wrong type or out of range (one line naming the option and what it takes)."""
+    defaults = {f.name: f.default for f in fields(TaskConfig)}
+    unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown task option(s) {unknown}; accepted: {known}")
-    cfg = TaskConfig(**options)
-    if cfg.max_episode_steps < 1 or cfg.substeps < 1:
-        raise ValueError("max_episode_steps and substeps must be >= 1")
-    return cfg
+        raise ValueError(f"unknown task option(s) {unknown}; accepted: {list(defaults)}")
+    return TaskConfig(**{name: _checked_option(name, value, defaults[name]) for name, value in options.items()})
 
 
 # Rows of the packed physics tensor P (21, E): one row per scalar, environments along the last,

@@ -1,6 +1,7 @@
 """Torch backend of envs/: API, determinism, physics invariants and known-answer rewards."""
 
 import math
+import re
 import shutil
 
 import pytest
@@ -350,6 +351,32 @@ def test_bad_options_raise():
         make_env(2, reward_scale=2.0)
     with pytest.raises(ValueError, match="num_envs"):
         make_env(0)
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (dict(substeps=2.5), "substeps=2.5: takes a whole number"),
+        (dict(max_episode_steps=0), "max_episode_steps=0: must be > 0"),
+        (dict(success_radius=-1.0), "success_radius=-1.0: must be > 0"),
+        (dict(success_radius=float("nan")), "takes a finite number"),
+        (dict(target_radius_range=5), "takes a range"),
+        (dict(target_radius_range=(3.0, 1.5)), "LOW <= HIGH"),
+        (dict(box_friction_range=(-0.1, 0.3)), "must be >= 0"),
+        (dict(team_reward=1), "takes True or False"),
+        (dict(collision_punishment_scale="x"), "takes a finite number"),
+    ],
+)
+def test_task_options_are_checked_by_type_and_range(option, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_env(2, **option)
+
+
+def test_task_options_of_the_right_kind_are_taken():
+    cfg = envs.cuboid_push.task_config_from_options(dict(success_radius=2, target_radius_range=[1, 2.5]))
+    assert cfg.success_radius == 2.0 and isinstance(cfg.success_radius, float)
+    assert cfg.target_radius_range == (1.0, 2.5)
+    assert envs.cuboid_push.task_config_from_options({}) == envs.TaskConfig()
 
 
 def test_render_draws_scene():

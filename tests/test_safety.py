@@ -39,6 +39,8 @@ def run_failing(script, args, cwd):
         (dict(std_max=-1.0), "--std-max must be > 0"),
         (dict(env_options=("team_reward",)), "--env-options: takes NAME=VALUE with a number or True/False"),
         (dict(env_options=("gravity=2",)), "--env-options: unknown task option(s) ['gravity']; accepted: ["),
+        (dict(env_options=("substeps=2.5",)), "--env-options: task option substeps=2.5: takes a whole number"),
+        (dict(env_options=("target_radius_range=5",)), "--env-options: task option target_radius_range=5: takes"),
     ],
 )
 def test_bad_flag_values_are_named_with_the_accepted_range(script, flags, message):
