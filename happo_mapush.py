@@ -3,27 +3,22 @@
 # `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
-import ast
 import os
 import shutil
 import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 import torch.optim as optim
 import tyro
 from torch.distributions.normal import Normal
 from torch.utils.tensorboard import SummaryWriter
-
-try:
-    from typing import Literal
-except ImportError:  # Python < 3.8
-    from typing_extensions import Literal
 
 
 @dataclass
@@ -126,18 +121,6 @@ class Args:
     """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
 
 
-def parse_env_options(pairs: Tuple[str, ...]) -> Dict[str, object]:
-    """--env-options NAME=VALUE ... as {name: value}, values read as Python literals (numbers, True/False)."""
-    options = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            options[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            raise ValueError(f"takes NAME=VALUE with a number or True/False as VALUE, got {pair!r}") from None
-    return options
-
-
 def args_error(args: Args) -> Optional[str]:
     """The first flag value that cannot work, as one line naming the flag and what it accepts."""
     positive = ["num_envs", "num_steps", "num_minibatches", "update_epochs", "critic_epochs", "max_episode_steps"]
@@ -156,7 +139,7 @@ def args_error(args: Args) -> Optional[str]:
     if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
         return "--compile needs a C++ compiler on the PATH (c++, g++ or clang++); install one or leave --compile out"
     try:
-        envs.cuboid_push.task_config_from_options(parse_env_options(args.env_options))
+        envs.cuboid_push.task_config_from_options(envs.parse_task_options(args.env_options))
     except (ValueError, TypeError) as err:
         return f"--env-options: {err}"
     batch = args.num_envs * args.num_steps
@@ -179,8 +162,7 @@ def mlp(in_dim: int, hidden_sizes: Tuple[int, ...], input_layernorm: bool) -> nn
     """HARL's MLPBase: (optionally) LayerNorm on the input, then Linear -> ReLU -> LayerNorm blocks.
 
     The input LayerNorm removes each vector's own mean and scale: the absolute distances to box and
-    target, which this task is about, are partly lost (an imitation of the scripted controller
-    through it reaches 36 % success, 98 % with running normalisation instead; docs/results.md)."""
+    target, which this task is about, are partly lost (measured in docs/results.md)."""
     layers = [nn.LayerNorm(in_dim)] if input_layernorm else []
     for size in hidden_sizes:
         layers += [layer_init(nn.Linear(in_dim, size)), nn.ReLU(), nn.LayerNorm(size)]
@@ -242,11 +224,6 @@ class Critic(nn.Module):
         return self.value(self.base(torch.cat((state, ids), -1))).squeeze(-1)
 
 
-# MAPush's 8-D observation holds two angles, mod 2 pi: box yaw and the other robot's yaw, each
-# relative to the robot's own heading. They jump at 0 / 2 pi; as (cos, sin) they do not.
-OBS_YAW_FEATURES = (4, 7)
-
-
 class InputEncoder(nn.Module):
     """Network input from an env vector: the given angle features as (cos, sin), then per-feature
     running mean/variance normalisation clipped to +-10 (Gymnasium's NormalizeObservation, rl_games).
@@ -288,11 +265,12 @@ class InputEncoder(nn.Module):
 
 
 class ValueNorm(nn.Module):
-    """HARL's running normaliser of value targets: debiased EMAs of mean and mean square."""
+    """HARL's running normaliser of value targets: debiased EMAs of mean and mean square. With
+    enabled=False (--no-use-valuenorm) it is the identity and never updates."""
 
-    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5, var_floor: float = 1e-2):
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5, var_floor: float = 1e-2, enabled: bool = True):
         super().__init__()
-        self.beta, self.epsilon, self.var_floor = beta, epsilon, var_floor
+        self.beta, self.epsilon, self.var_floor, self.enabled = beta, epsilon, var_floor, enabled
         self.register_buffer("running_mean", torch.zeros(()))
         self.register_buffer("running_mean_sq", torch.zeros(()))
         self.register_buffer("debiasing_term", torch.zeros(()))
@@ -304,23 +282,29 @@ class ValueNorm(nn.Module):
 
     @torch.no_grad()
     def update(self, x: torch.Tensor) -> None:
+        if not self.enabled:
+            return
         b = self.beta
         self.running_mean.mul_(b).add_((1 - b) * x.mean())
         self.running_mean_sq.mul_(b).add_((1 - b) * (x**2).mean())
         self.debiasing_term.mul_(b).add_(1 - b)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
         mean, var = self.stats()
         return (x - mean) / var.sqrt()
 
     def denormalize(self, y: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return y
         mean, var = self.stats()
         return y * var.sqrt() + mean
 
 
 def make_networks(args: Args, obs_dim: int, state_dim: int, action_dim: int, num_agents: int, device):
     """Input encoders, actors and critic as the flags say (for training and for loading a checkpoint)."""
-    obs_encoder = InputEncoder(obs_dim, OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
+    obs_encoder = InputEncoder(obs_dim, envs.OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
     state_encoder = InputEncoder(state_dim, (), args.obs_norm)  # the state holds yaws as cos, sin already
     num_actors = num_agents  # HAPPO: one actor per agent, never shared
     actors = nn.ModuleList(
@@ -476,23 +460,15 @@ def factor_stats(factor: torch.Tensor, clip_coef: float) -> Dict[str, torch.Tens
     }
 
 
-def huber(error: torch.Tensor, delta: float) -> torch.Tensor:
-    abs_error = error.abs()
-    return torch.where(abs_error <= delta, 0.5 * error**2, delta * (abs_error - 0.5 * delta))
-
-
-def value_loss_fn(new_values, old_values, targets, clip_coef: float, huber_delta: float, clip_vloss: bool):
-    """HARL's value loss: Huber on (target - value), max with the clipped-value version."""
-    loss = huber(targets - new_values, huber_delta)
-    if clip_vloss:
-        clipped = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
-        loss = torch.max(loss, huber(targets - clipped, huber_delta))
-    return loss.mean()
-
-
 def critic_loss(critic, states, old_values, targets, args) -> torch.Tensor:
-    """The value loss of one mini-batch (a function of its own so that --compile can fuse it)."""
-    return value_loss_fn(critic(states), old_values, targets, args.clip_coef, args.huber_delta, args.clip_vloss)
+    """HARL's value loss of one mini-batch: Huber on (value - target), with --clip-vloss the max with
+    the loss of the value moved at most clip_coef from its rollout value (normalised units)."""
+    new_values = critic(states)
+    loss = F.huber_loss(new_values, targets, reduction="none", delta=args.huber_delta)
+    if args.clip_vloss:
+        clipped = old_values + (new_values - old_values).clamp(-args.clip_coef, args.clip_coef)
+        loss = torch.max(loss, F.huber_loss(clipped, targets, reduction="none", delta=args.huber_delta))
+    return loss.mean()
 
 
 def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -556,7 +532,7 @@ def restore_networks(ckpt: Dict, device: torch.device):
     saved_args = Args(**{key: value for key, value in ckpt["args"].items() if key in known})
     sizes = (ckpt["obs_dim"], ckpt["state_dim"], ckpt["action_dim"], ckpt["num_agents"])
     obs_encoder, state_encoder, actors, critic = make_networks(saved_args, *sizes, device)
-    value_norm = ValueNorm().to(device)
+    value_norm = ValueNorm(enabled=saved_args.use_valuenorm).to(device)
     for module, key in ((obs_encoder, "obs_encoder"), (state_encoder, "state_encoder"), (critic, "critic")):
         module.load_state_dict(ckpt[key])
     value_norm.load_state_dict(ckpt["value_norm"])
@@ -622,7 +598,7 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
     # env setup
-    env_options = {"max_episode_steps": args.max_episode_steps, **parse_env_options(args.env_options)}
+    env_options = {"max_episode_steps": args.max_episode_steps, **envs.parse_task_options(args.env_options)}
     if args.compile and backend == "torch":
         env_options["compile"] = True
     env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
@@ -631,14 +607,12 @@ if __name__ == "__main__":
     obs_encoder, state_encoder, actors, critic = make_networks(args, obs_dim, state_dim, action_dim, A, device)
     actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
     critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
-    value_norm = ValueNorm().to(device)
+    value_norm = ValueNorm(enabled=args.use_valuenorm).to(device)
     order_generator = torch.Generator().manual_seed(args.seed)  # update orders depend on the seed only
 
-    def denorm(v: torch.Tensor) -> torch.Tensor:
-        return value_norm.denormalize(v) if args.use_valuenorm else v
-
     def rollout_step(obs: torch.Tensor, state: torch.Tensor):
-        """The networks' part of one rollout step. The encoders take in each observation once."""
+        """The networks' part of one rollout step. The encoders merge each observation into their
+        running statistics (update=True) here, once, and nowhere else."""
         with torch.no_grad():
             obs_input, state_input = obs_encoder(obs, update=True), state_encoder(state, update=True)
             dist = policy(actors, obs_input)
@@ -647,7 +621,7 @@ if __name__ == "__main__":
     def state_value(state: torch.Tensor) -> torch.Tensor:
         """V(state) in reward units, for bootstrapping."""
         with torch.no_grad():
-            return denorm(critic(state_encoder(state)))
+            return value_norm.denormalize(critic(state_encoder(state)))
 
     if args.compile:  # the same functions, fused by inductor; rebinding the names makes every caller use them
         rollout_step, state_value, compute_gae = map(torch.compile, (rollout_step, state_value, compute_gae))
@@ -760,7 +734,7 @@ if __name__ == "__main__":
         # bootstrap value if not done
         next_value = state_value(next_state)
         with torch.no_grad():
-            values_raw = denorm(values_buf)
+            values_raw = value_norm.denormalize(values_buf)
             advantages, returns = compute_gae(
                 rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda
             )
@@ -786,9 +760,8 @@ if __name__ == "__main__":
         actor_stats = {key: torch.stack([agent_stats[i][key] for i in range(A)]).mean() for key in agent_stats[0]}
 
         # Optimizing the critic, after the actors (its update does not change this batch's advantages).
-        if args.use_valuenorm:
-            value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
-        b_targets = value_norm.normalize(b_returns) if args.use_valuenorm else b_returns
+        value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
+        b_targets = value_norm.normalize(b_returns)
         v_loss, critic_grad_norm = update_critic(critic, critic_optimizer, b_states, b_values, b_targets, args)
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes (one host sync per iteration)

@@ -23,7 +23,7 @@ import envs  # noqa: E402, I001
 import torch  # noqa: E402
 
 from benchmarks.scripted_policy import scripted_actions  # noqa: E402
-from mappo_mapush import OBS_YAW_FEATURES, Actor, InputEncoder  # noqa: E402
+from mappo_mapush import Actor, InputEncoder  # noqa: E402
 
 # name: (yaws as cos/sin, running mean/std normalisation, input LayerNorm)
 PIPELINES = {
@@ -53,7 +53,7 @@ def fit(pipeline, observations, targets, adam_steps: int, batch: int, seed: int)
     """Encoder (statistics of the whole data set) and actor fitted by MSE; returns them and the final MSE."""
     cos_sin, normalise, layernorm = pipeline
     torch.manual_seed(seed)
-    encoder = InputEncoder(8, OBS_YAW_FEATURES if cos_sin else (), normalise)
+    encoder = InputEncoder(8, envs.OBS_YAW_FEATURES if cos_sin else (), normalise)
     if normalise:
         encoder(observations, update=True)  # statistics of the whole data set
     actor = Actor(encoder.out_dim, 3, (128, 128), "harl", 1.0, layernorm)

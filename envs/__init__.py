@@ -21,13 +21,20 @@ except Exception as err:  # ImportError, or a broken install (e.g. libpython3.8 
 
 import torch  # noqa: E402
 
-from envs.cuboid_push import REWARD_TERMS, STATE_LAYOUT, CuboidPushEnv, TaskConfig  # noqa: E402
+from envs.cuboid_push import (  # noqa: E402
+    OBS_YAW_FEATURES,
+    REWARD_TERMS,
+    STATE_LAYOUT,
+    CuboidPushEnv,
+    TaskConfig,
+    parse_task_options,
+)
 from envs.evaluation import evaluate  # noqa: E402
 
 BACKENDS = ("auto", "torch", "isaacgym")
 
 __all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "evaluate", "make_env"]
-__all__ += ["resolve_backend"]
+__all__ += ["OBS_YAW_FEATURES", "parse_task_options", "resolve_backend"]
 
 
 def resolve_backend(backend: str, device: str) -> str:

@@ -22,6 +22,7 @@ roll/pitch/z-wave exceptions therefore never fire here; the robot-robot distance
 
 from __future__ import annotations
 
+import ast
 import math
 from dataclasses import dataclass, fields
 from typing import Dict, Optional, Tuple
@@ -79,6 +80,24 @@ class TaskConfig:
     reach_target_reward_scale: float = 10.0
     exception_punishment_scale: float = -5.0
     team_reward: bool = False  # True: both agents get r0 + r1, as the HARL fork's wrapper does
+
+
+# The observation's two angle features, in [0, 2 pi): box yaw and the other robot's yaw, each relative
+# to the robot's own heading (see observe()). They jump at 0 / 2 pi.
+OBS_YAW_FEATURES = (4, 7)
+
+
+def parse_task_options(pairs) -> Dict[str, object]:
+    """NAME=VALUE strings (the scripts' --env-options) as {name: value}, each VALUE read as a Python
+    literal (a number, True / False, a tuple); task_config_from_options then checks them."""
+    options = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            options[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"takes NAME=VALUE with a number or True/False as VALUE, got {pair!r}") from None
+    return options
 
 
 # Options that must be > 0, or >= 0 (for a range: its low end); every other number may have any sign.

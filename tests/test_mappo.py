@@ -4,6 +4,7 @@ import glob
 import math
 import os
 from dataclasses import asdict
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,13 +74,27 @@ def test_policy_loss_and_clipfrac_hand_computed():
     assert clipfrac.item() == pytest.approx(0.5)
 
 
-def test_value_loss_huber_and_clipping():
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_value_loss_huber_and_clipping(script):
     one = torch.tensor([1.0])
+
+    def loss(new_value, old_value, target, clip_vloss):
+        args = SimpleNamespace(clip_coef=0.2, huber_delta=10.0, clip_vloss=clip_vloss)
+        return script.critic_loss(lambda states: new_value, None, old_value, target, args).item()
+
     # Value moved from 0 to 2 for a target of 1: clipped prediction 0.2 has error 0.8 (0.32),
     # the unclipped error 1 (0.5); the max is kept.
-    loss = mappo.value_loss_fn(2 * one, 0 * one, one, 0.2, 10.0, True)
-    assert loss.item() == pytest.approx(0.5)
-    assert mappo.value_loss_fn(0 * one, 0 * one, 30 * one, 0.2, 10.0, False).item() == pytest.approx(250.0)
+    assert loss(2 * one, 0 * one, one, True) == pytest.approx(0.5)
+    assert loss(0 * one, 0 * one, 30 * one, False) == pytest.approx(250.0)  # Huber: 10 * (30 - 5)
+    assert loss(0 * one, 0 * one, 3 * one, False) == pytest.approx(4.5)  # quadratic below delta
+
+
+def test_value_norm_off_is_the_identity():
+    norm = mappo.ValueNorm(enabled=False)
+    x = torch.tensor([3.0, -7.0])
+    norm.update(x)
+    assert torch.equal(norm.normalize(x), x) and torch.equal(norm.denormalize(x), x)
+    assert norm.debiasing_term.item() == 0.0  # never updated
 
 
 def test_actor_matches_harl_parametrisation():
@@ -179,7 +194,7 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
     saved = checkpoint["args"]
     assert value_norm.stats()[0].item() < -5.0
     assert saved["std_type"] == "free" and actors[0].std().allclose(torch.ones(3), atol=0.05)
-    assert mappo.parse_env_options(saved["env_options"]) == {"team_reward": True, "collision_punishment_scale": -0.0008}
+    assert envs.parse_task_options(saved["env_options"]) == {"team_reward": True, "collision_punishment_scale": -0.0008}
 
 
 def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
@@ -220,7 +235,7 @@ def test_input_encoder_running_statistics_known_answer(script):
 
 @pytest.mark.parametrize("script", [mappo, happo])
 def test_obs_encoding_turns_the_two_yaws_into_cos_sin(script):
-    encoder = script.InputEncoder(8, script.OBS_YAW_FEATURES, normalise=False)
+    encoder = script.InputEncoder(8, envs.OBS_YAW_FEATURES, normalise=False)
     obs = torch.arange(8.0).repeat(2, 1)
     obs[0, 4], obs[0, 7] = 0.05, 2 * math.pi - 0.05  # either side of the jump at 0 / 2 pi
     obs[1, 4], obs[1, 7] = 2 * math.pi - 0.05, 0.05
