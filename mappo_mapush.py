@@ -375,32 +375,6 @@ def actor_loss(actors, obs, actions, old_logprobs, advantages, args) -> Tuple[to
     return torch.stack(losses).sum(), stats
 
 
-def mappo_update_actors(
-    actors, optimizers, b_obs, b_actions, b_logprobs, b_advantages, args
-) -> Dict[str, torch.Tensor]:
-    """PPO epochs for all agents at once, every ratio relative to the behaviour policy.
-
-    b_obs (B, A, obs_dim), b_actions and rollout-time b_logprobs (B, A, action_dim), b_advantages
-    (B, A) or (B, 1). Returns the stats of the last mini-batch, with the mean clip fraction and grad norm."""
-    B = b_obs.shape[0]
-    minibatch_size = B // args.num_minibatches
-    clipfracs, grad_norms = [], []
-    for _epoch in range(args.update_epochs):
-        b_inds = torch.randperm(B, device=b_obs.device)
-        for start in range(0, B - minibatch_size + 1, minibatch_size):
-            mb = b_inds[start : start + minibatch_size]
-            loss, stats = actor_loss(actors, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], args)
-            clipfracs.append(stats["clipfrac"])
-            for opt in optimizers:
-                opt.zero_grad()
-            loss.backward()
-            for actor, opt in zip(actors, optimizers):
-                grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
-                opt.step()
-    stats.update(clipfrac=torch.stack(clipfracs).mean(), grad_norm=torch.stack(grad_norms).mean())
-    return stats
-
-
 def critic_loss(critic, states, old_values, targets, args) -> torch.Tensor:
     """HARL's value loss of one mini-batch: Huber on (value - target), with --clip-vloss the max with
     the loss of the value moved at most clip_coef from its rollout value (normalised units)."""
@@ -412,23 +386,6 @@ def critic_loss(critic, states, old_values, targets, args) -> torch.Tensor:
     return loss.mean()
 
 
-def update_critic(critic, optimizer, b_states, b_values, b_targets, args) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The critic's epochs on normalised targets; returns the last value loss and the mean grad norm."""
-    B = b_states.shape[0]
-    minibatch_size = B // args.num_minibatches
-    grad_norms = []
-    for _epoch in range(args.critic_epochs):
-        b_inds = torch.randperm(B, device=b_states.device)
-        for start in range(0, B - minibatch_size + 1, minibatch_size):
-            mb = b_inds[start : start + minibatch_size]
-            v_loss = critic_loss(critic, b_states[mb], b_values[mb], b_targets[mb], args)
-            optimizer.zero_grad()
-            v_loss.backward()
-            grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
-            optimizer.step()
-    return v_loss.detach(), torch.stack(grad_norms).mean()
-
-
 def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -> Dict[str, float]:
     """MAPush's metrics of the deterministic policy (mean actions) on --eval-envs fresh environments,
     the same ones every time (their own generator: the training run's random numbers are untouched)."""
@@ -437,25 +394,47 @@ def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -
     return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log)
 
 
-# Saving and resuming. Checkpoints hold tensors and plain data only (they load with weights_only=True).
-# Flags a resumed run may change: how long it runs and what it writes, never what it learns.
+# --- Saving and resuming ---------------------------------------------------------------------
+# A checkpoint holds the state_dict of every object in `saved_objects`, the env's state, the args and
+# the counters: tensors and plain data only (it loads with weights_only=True). Flags a resumed run may
+# change: how long it runs and what it writes, never what it learns.
+CHECKPOINT_LAYOUT = 2  # what a checkpoint holds; a checkpoint of another layout gets one clear line
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
 RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile")
 
 
-def check_resume(saved_args: Dict, args) -> None:
-    """Refuse to resume with flags that change the learning problem (or the run's random numbers)."""
-    changed = [
-        f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {value!r}"
-        for key, value in asdict(args).items()
-        if key not in RESUMABLE_CHANGES and saved_args.get(key) != value
-    ]
-    if changed:
-        raise SystemExit("error: cannot resume with different flags: " + ", ".join(changed))
+class RandomState:
+    """A random number generator as a state_dict: `generator`, or torch's global CPU (and CUDA) ones."""
+
+    def __init__(self, generator: Optional[torch.Generator] = None, cuda: bool = False):
+        self.generator, self.cuda = generator, cuda
+
+    def state_dict(self) -> Dict:
+        if self.generator is not None:
+            return {"cpu": self.generator.get_state()}
+        return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if self.cuda else []}
+
+    def load_state_dict(self, state: Dict) -> None:
+        if self.generator is not None:
+            return self.generator.set_state(state["cpu"].cpu())
+        torch.set_rng_state(state["cpu"].cpu())
+        if self.cuda and state["cuda"]:
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def load_checkpoint(path: str, device: torch.device) -> Dict:
-    """A checkpoint of this script, or one clear line (SystemExit) when it is missing, unreadable or foreign."""
+def saved_objects(obs_encoder, state_encoder, actors, critic, value_norm, optimizers=(), random_states=()):
+    """Everything with a state_dict that a checkpoint holds, by name: saving, resuming and
+    --eval-checkpoint all go through this one list (the networks; then optimisers and RNGs)."""
+    objects = dict(obs_encoder=obs_encoder, state_encoder=state_encoder, actors=actors, critic=critic)
+    objects.update(value_norm=value_norm)
+    objects.update({f"optimizer{k}": opt for k, opt in enumerate(optimizers)})
+    objects.update({f"rng{k}": rng for k, rng in enumerate(random_states)})
+    return objects
+
+
+def load_checkpoint(path: str, device: torch.device, resume_args: Optional[Args] = None) -> Dict:
+    """A checkpoint of this script, or one clear line (SystemExit) when it is missing, unreadable,
+    foreign or of another layout, or (with resume_args) when those flags change the learning problem."""
     if not os.path.isfile(path):
         raise SystemExit(f"error: no checkpoint file at {path}")
     try:
@@ -464,6 +443,19 @@ def load_checkpoint(path: str, device: torch.device) -> Dict:
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("algo") != "mappo":
         raise SystemExit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)}")
+    if ckpt.get("layout", 1) != CHECKPOINT_LAYOUT:
+        raise SystemExit(
+            f"error: {path} has checkpoint layout {ckpt.get('layout', 1)} (an older version of this script); "
+            f"this one reads layout {CHECKPOINT_LAYOUT}: evaluate or resume it with the version that wrote it"
+        )
+    saved_args = ckpt["args"]
+    changed = [
+        f"--{key.replace('_', '-')} {saved_args.get(key)!r} -> {value!r}"
+        for key, value in (asdict(resume_args).items() if resume_args is not None else ())
+        if key not in RESUMABLE_CHANGES and saved_args.get(key) != value
+    ]
+    if changed:
+        raise SystemExit("error: cannot resume with different flags: " + ", ".join(changed))
     return ckpt
 
 
@@ -472,14 +464,10 @@ def restore_networks(ckpt: Dict, device: torch.device):
     known = {f.name for f in fields(Args)}
     saved_args = Args(**{key: value for key, value in ckpt["args"].items() if key in known})
     sizes = (ckpt["obs_dim"], ckpt["state_dim"], ckpt["action_dim"], ckpt["num_agents"])
-    obs_encoder, state_encoder, actors, critic = make_networks(saved_args, *sizes, device)
-    value_norm = ValueNorm(enabled=saved_args.use_valuenorm).to(device)
-    for module, key in ((obs_encoder, "obs_encoder"), (state_encoder, "state_encoder"), (critic, "critic")):
-        module.load_state_dict(ckpt[key])
-    value_norm.load_state_dict(ckpt["value_norm"])
-    for actor, state in zip(actors, ckpt["actors"]):
-        actor.load_state_dict(state)
-    return obs_encoder, state_encoder, actors, critic, value_norm
+    networks = make_networks(saved_args, *sizes, device) + (ValueNorm(enabled=saved_args.use_valuenorm).to(device),)
+    for name, obj in saved_objects(*networks).items():
+        obj.load_state_dict(ckpt[name])
+    return networks
 
 
 def new_run_dir(args: Args) -> str:
@@ -523,8 +511,7 @@ if __name__ == "__main__":
         print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
     resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
-        resumed = load_checkpoint(args.resume, device)
-        check_resume(resumed["args"], args)
+        resumed = load_checkpoint(args.resume, device, resume_args=args)
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
     print(f"run folder: {run_dir}", flush=True)
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
@@ -580,38 +567,36 @@ if __name__ == "__main__":
 
     # Saving: everything needed to evaluate without the training command line and to resume exactly.
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-    modules = {"obs_encoder": obs_encoder, "state_encoder": state_encoder, "critic": critic, "value_norm": value_norm}
+    networks = (obs_encoder, state_encoder, actors, critic, value_norm)
+    random_states = [RandomState(cuda=device.type == "cuda")]
+    stateful = saved_objects(*networks, actor_optimizers + [critic_optimizer], random_states)
 
     def save_checkpoint() -> None:
-        checkpoint = {key: module.state_dict() for key, module in modules.items()}
-        checkpoint.update(algo="mappo", args=asdict(args), obs_dim=obs_dim, state_dim=state_dim, num_agents=A)
-        checkpoint.update(action_dim=action_dim, global_step=global_step, iteration=iteration)
-        checkpoint["actors"] = [actor.state_dict() for actor in actors]
-        checkpoint["actor_optimizers"] = [opt.state_dict() for opt in actor_optimizers]
-        checkpoint["critic_optimizer"] = critic_optimizer.state_dict()
+        checkpoint = {name: obj.state_dict() for name, obj in stateful.items()}
+        checkpoint.update(algo="mappo", layout=CHECKPOINT_LAYOUT, args=asdict(args), obs_dim=obs_dim)
+        checkpoint.update(state_dim=state_dim, num_agents=A, action_dim=action_dim)
+        checkpoint.update(global_step=global_step, iteration=iteration)
         checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
-        checkpoint["rng"] = torch.get_rng_state()
-        checkpoint["cuda_rng"] = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
         torch.save(checkpoint, model_path + ".tmp")
         os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
 
     # TRY NOT TO MODIFY: start the game
     global_step, iteration = 0, 0
     if resumed is not None:  # continue exactly where the checkpoint was written
-        for key, module in modules.items():
-            module.load_state_dict(resumed[key])
-        for objects, key in ((actors, "actors"), (actor_optimizers, "actor_optimizers")):
-            for obj, state in zip(objects, resumed[key]):
-                obj.load_state_dict(state)
-        critic_optimizer.load_state_dict(resumed["critic_optimizer"])
-        torch.set_rng_state(resumed["rng"].cpu())
-        if device.type == "cuda" and resumed["cuda_rng"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in resumed["cuda_rng"]])
+        for name, obj in stateful.items():
+            obj.load_state_dict(resumed[name])
         global_step, iteration = resumed["global_step"], resumed["iteration"]
         print(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}", flush=True)
     start_time, start_step, last_save = time.time(), global_step, time.time()
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
+
+    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> None:
+        """The periodic and the final evaluation: eval/* scalars at global_step, and one console line."""
+        metrics = evaluate(actors, obs_encoder, args, device, backend, video, log)
+        for key, value in metrics.items():
+            writer.add_scalar(f"eval/{key}", value, global_step)
+        print(f"evaluation {when}on {args.eval_envs} envs: {metrics}", flush=True)
 
     stop_requested = []  # Ctrl-C: finish the iteration, save, print how to resume; a second one quits
 
@@ -688,29 +673,47 @@ if __name__ == "__main__":
         if args.norm_adv:  # once per iteration over the whole batch (HARL), not per mini-batch
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
 
-        # Optimizing the actors: all agents at once (shared network, or each its own), PPO-clip.
-        actor_stats = mappo_update_actors(actors, actor_optimizers, b_obs, b_actions, b_logprobs, b_advantages, args)
+        # Optimizing the actors: all agents at once (shared network, or each its own), PPO-clip,
+        # every ratio relative to the behaviour policy.
+        minibatch_size = B // args.num_minibatches
+        clipfracs, actor_grad_norms = [], []
+        for _epoch in range(args.update_epochs):
+            for mb in torch.randperm(B, device=device).split(minibatch_size):
+                loss, actor_stats = actor_loss(actors, b_obs[mb], b_actions[mb], b_logprobs[mb], b_advantages[mb], args)
+                clipfracs.append(actor_stats["clipfrac"])
+                for opt in actor_optimizers:
+                    opt.zero_grad()
+                loss.backward()
+                for actor, opt in zip(actors, actor_optimizers):
+                    actor_grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
+                    opt.step()
 
         # Optimizing the critic, after the actors (its update does not change this batch's advantages).
         value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
         b_targets = value_norm.normalize(b_returns)
-        v_loss, critic_grad_norm = update_critic(critic, critic_optimizer, b_states, b_values, b_targets, args)
+        critic_grad_norms = []
+        for _epoch in range(args.critic_epochs):
+            for mb in torch.randperm(B, device=device).split(minibatch_size):
+                v_loss = critic_loss(critic, b_states[mb], b_values[mb], b_targets[mb], args)
+                critic_optimizer.zero_grad()
+                v_loss.backward()
+                critic_grad_norms.append(nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm))
+                critic_optimizer.step()
 
         # TRY NOT TO MODIFY: record rewards for plotting purposes (one host sync per iteration)
         with torch.no_grad():
             y_pred, y_true = values_raw.reshape(B, V), b_returns
             explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
             std = torch.stack([a.std() for a in actors]).mean()
-        logged = {
-            f"losses/{key}": value for key, value in actor_stats.items() if key not in ("grad_norm", "mean_outside")
-        }
+        logged = {f"losses/{key}": value for key, value in actor_stats.items() if key != "mean_outside"}
         logged.update(
             {
                 "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
-                "losses/value_loss": v_loss,
+                "losses/clipfrac": torch.stack(clipfracs).mean(),  # over the iteration; the rest: last mini-batch
+                "losses/value_loss": v_loss.detach(),
                 "losses/explained_variance": explained_var,
-                "losses/actor_grad_norm": actor_stats["grad_norm"],
-                "losses/critic_grad_norm": critic_grad_norm,
+                "losses/actor_grad_norm": torch.stack(actor_grad_norms).mean(),
+                "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
                 "charts/action_std": std,
                 "charts/action_mean_outside": actor_stats["mean_outside"],  # share of action means beyond [-1, 1]
                 "charts/value_norm_mean": value_norm.stats()[0],
@@ -740,13 +743,9 @@ if __name__ == "__main__":
             line = f"[{'#' * (20 * iteration // num_iterations):<20}] " + line
         print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
         if args.eval_every > 0 and iteration % args.eval_every == 0:
-            # The time the evaluation takes is left out of SPS.
             eval_start = time.time()
-            metrics = evaluate(actors, obs_encoder, args, device, backend)
-            for key, value in metrics.items():
-                writer.add_scalar(f"eval/{key}", value, global_step)
-            print(f"evaluation at global_step={global_step} on {args.eval_envs} envs: {metrics}", flush=True)
-            start_time += time.time() - eval_start
+            evaluate_and_log(f"at global_step={global_step} ")
+            start_time += time.time() - eval_start  # the evaluation's time is left out of SPS
         if stop_requested or time.time() - last_save > 60 * args.checkpoint_minutes:
             save_checkpoint()
             last_save = time.time()
@@ -760,9 +759,5 @@ if __name__ == "__main__":
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         print(f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}")
     elif args.eval_envs > 0:
-        video = f"{run_dir}/eval.gif" if args.capture_video else None
-        metrics = evaluate(actors, obs_encoder, args, device, backend, video, log=print)
-        for key, value in metrics.items():
-            writer.add_scalar(f"eval/{key}", value, global_step)
-        print(f"evaluation on {args.eval_envs} envs: {metrics}")
+        evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=print)
     writer.close()

@@ -110,7 +110,7 @@ def resume_point(config: str, seed: int):
     pattern = os.path.join(WORK, "runs", f"mapush__{config}__{seed}__*", f"{config}.cleanrl_model")
     for path in sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True):
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        if "actor_optimizers" in checkpoint:  # older checkpoints hold no training state
+        if "actor_optimizers" in checkpoint or "optimizer0" in checkpoint:  # layouts 1 and 2; older: no training state
             return path, int(checkpoint["global_step"])
     return None, 0
 

@@ -40,8 +40,24 @@ def main() -> None:
     advantages, values = torch.randn(B, A), torch.randn(B, A)
 
     def update() -> None:
-        mappo.mappo_update_actors(actors, actor_optimizers, obs, actions, logprobs, advantages, args)
-        mappo.update_critic(critic, critic_optimizer, states, values, values + 0.1, args)
+        """The epochs of the script's main loop: actors, then critic, on mini-batches."""
+        size = B // args.num_minibatches
+        for _ in range(args.update_epochs):
+            for mb in torch.randperm(B).split(size):
+                loss, _ = mappo.actor_loss(actors, obs[mb], actions[mb], logprobs[mb], advantages[mb], args)
+                for opt in actor_optimizers:
+                    opt.zero_grad()
+                loss.backward()
+                for actor, opt in zip(actors, actor_optimizers):
+                    torch.nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm)
+                    opt.step()
+        for _ in range(args.critic_epochs):
+            for mb in torch.randperm(B).split(size):
+                v_loss = mappo.critic_loss(critic, states[mb], values[mb], values[mb] + 0.1, args)
+                critic_optimizer.zero_grad()
+                v_loss.backward()
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+                critic_optimizer.step()
 
     print(f"threads: {torch.get_num_threads()}; batch {B} env steps x {A} agents, {args.update_epochs} epochs")
     for mode in ("eager", "compile"):

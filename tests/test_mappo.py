@@ -169,10 +169,11 @@ def test_same_seed_same_parameters_and_separate_actors(tmp_path):
         ckpt = glob.glob(os.path.join(single_run_dir(cwd), "*.cleanrl_model"))[0]
         params.append(torch.load(ckpt, weights_only=True))
     same, again, other_seed, separate = params
-    for key, value in same["actors"][0].items():
-        assert torch.equal(value, again["actors"][0][key]), key
-    assert not torch.equal(same["actors"][0]["mean.weight"], other_seed["actors"][0]["mean.weight"])
-    assert len(separate["actors"]) == 2
+    for key, value in same["actors"].items():
+        assert torch.equal(value, again["actors"][key]), key
+    assert not torch.equal(same["actors"]["0.mean.weight"], other_seed["actors"]["0.mean.weight"])
+    assert {key.split(".")[0] for key in same["actors"]} == {"0"}  # one shared actor
+    assert {key.split(".")[0] for key in separate["actors"]} == {"0", "1"}  # one per agent
 
 
 def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
@@ -199,10 +200,12 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
 
 def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     assert_resume_is_exact("mappo_mapush.py", TINY + ["--no-share-param"], 64, tmp_path)
-    saved = asdict(mappo.Args())
-    mappo.check_resume(saved, mappo.Args(total_timesteps=10, eval_envs=3))  # run length and I/O may change
+    path = str(tmp_path / "saved.cleanrl_model")
+    torch.save({"algo": "mappo", "layout": mappo.CHECKPOINT_LAYOUT, "args": asdict(mappo.Args())}, path)
+    cpu = torch.device("cpu")
+    mappo.load_checkpoint(path, cpu, resume_args=mappo.Args(total_timesteps=10, eval_envs=3))  # run length, I/O
     with pytest.raises(SystemExit, match="--gamma 0.99 -> 0.9"):
-        mappo.check_resume(saved, mappo.Args(gamma=0.9))
+        mappo.load_checkpoint(path, cpu, resume_args=mappo.Args(gamma=0.9))
 
 
 @pytest.mark.parametrize("script", [mappo, happo])
