@@ -361,15 +361,6 @@ def agent_log_prob(actor: nn.Module, obs: torch.Tensor, actions: torch.Tensor) -
     return Normal(mean, std.expand_as(mean)).log_prob(actions)
 
 
-def update_factor(factor: torch.Tensor, logprob_new, logprob_old, how: str) -> torch.Tensor:
-    """M <- M * (aggregated new/old probability ratio of the agent just updated), per sample.
-
-    log-probs are per action dimension (B, action_dim); the result is detached (a constant for the
-    agents that follow)."""
-    with torch.no_grad():
-        return factor * aggregate_ratio(logprob_new - logprob_old, how)
-
-
 def happo_actor_loss(actor, obs, actions, old_logprobs, advantages, factor, args):
     """HAPPO's loss of one agent on one mini-batch, -mean(M * min(r A, clip(r) A)) - c_H H, and its statistics."""
     mean, std = actor(obs)
@@ -388,64 +379,6 @@ def happo_actor_loss(actor, obs, actions, old_logprobs, advantages, factor, args
         "clipfrac": clipfrac.detach(),
     }
     return pg_loss - args.ent_coef * entropy, stats
-
-
-def happo_actor_update(
-    actor, optimizer, obs, actions, old_logprobs, advantages, factor, args
-) -> Dict[str, torch.Tensor]:
-    """One agent's PPO epochs with the HAPPO factor (with M = 1 exactly a PPO update).
-
-    obs (B, obs_dim), actions and rollout-time old_logprobs (B, action_dim), advantages and the
-    detached factor M (B,). Returns the stats of the last mini-batch, with the mean clip fraction and grad norm."""
-    B = obs.shape[0]
-    minibatch_size = B // args.num_minibatches
-    clipfracs, grad_norms = [], []
-    for _epoch in range(args.update_epochs):
-        b_inds = torch.randperm(B, device=obs.device)
-        for start in range(0, B - minibatch_size + 1, minibatch_size):
-            mb = b_inds[start : start + minibatch_size]
-            loss, stats = happo_actor_loss(
-                actor, obs[mb], actions[mb], old_logprobs[mb], advantages[mb], factor[mb], args
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            grad_norms.append(nn.utils.clip_grad_norm_(actor.parameters(), args.max_grad_norm))
-            optimizer.step()
-            clipfracs.append(stats["clipfrac"])
-    stats.update(clipfrac=torch.stack(clipfracs).mean(), grad_norm=torch.stack(grad_norms).mean())
-    return stats
-
-
-def happo_update_actors(actors, optimizers, b_obs, b_actions, b_logprobs, b_advantages, order, args):
-    """Update the agents one after another in `order` (HAPPO's sequential scheme).
-
-    M starts at 1 for every sample; after agent i's PPO epochs, M *= aggregate(new_i / old_i), with
-    both log-probs evaluated on the whole batch just before and just after i's update. Returns the
-    per-agent stats, the factor each agent trained with (after --factor-clip), and the final M.
-    b_obs (B, A, obs_dim), b_actions and rollout-time b_logprobs (B, A, action_dim), b_advantages
-    (B, A) each agent's own or (B, 1) the team's."""
-    B, A = b_obs.shape[:2]
-    advantages = b_advantages.reshape(B, -1).expand(B, A)
-    factor = torch.ones(B, device=b_obs.device)
-    agent_stats, factors_used = {}, {}
-    for i in order:
-        with torch.no_grad():  # agent i's log-probs on the whole batch, before its update
-            logprob_before = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
-        factors_used[i] = factor.clamp(*args.factor_clip) if args.factor_clip is not None else factor
-        agent_stats[i] = happo_actor_update(
-            actors[i],
-            optimizers[i],
-            b_obs[:, i],
-            b_actions[:, i],
-            b_logprobs[:, i],
-            advantages[:, i],
-            factors_used[i],
-            args,
-        )
-        with torch.no_grad():  # and after it
-            logprob_after = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
-        factor = update_factor(factor, logprob_after, logprob_before, args.action_aggregation)
-    return agent_stats, factors_used, factor
 
 
 def factor_stats(factor: torch.Tensor, clip_coef: float) -> Dict[str, torch.Tensor]:
@@ -760,12 +693,35 @@ if __name__ == "__main__":
         if args.norm_adv:  # once per iteration over the whole batch (HARL), not per mini-batch
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
 
-        # Optimizing the actors: one agent after another in a random order, each with the factor M
-        # = product of the already-updated agents' new/old probability ratios (HAPPO).
+        # Optimizing the actors, HAPPO: one agent after another in a random (or fixed) order. Agent i's
+        # loss is weighted per sample by the factor M: 1 for the first agent, then M *= the aggregated
+        # new/old probability ratio of each agent just updated (on the whole batch, detached).
         order = agent_order(A, args.fixed_order, order_generator)
-        agent_stats, factors_used, factor = happo_update_actors(
-            actors, actor_optimizers, b_obs, b_actions, b_logprobs, b_advantages, order, args
-        )
+        agent_advantages = b_advantages.expand(B, A)  # each agent's own column, or the team's for all
+        factor = torch.ones(B, device=device)  # M
+        minibatch_size = B // args.num_minibatches
+        agent_stats, factors_used = {}, {}
+        for i in order:
+            with torch.no_grad():  # agent i's log-probs on the whole batch, before its update
+                logprob_before = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
+            factors_used[i] = factor.clamp(*args.factor_clip) if args.factor_clip is not None else factor
+            clipfracs, grad_norms = [], []
+            for _epoch in range(args.update_epochs):  # agent i's PPO epochs, with M (M = 1: exactly PPO)
+                for mb in torch.randperm(B, device=device).split(minibatch_size):
+                    loss, mb_stats = happo_actor_loss(
+                        actors[i], b_obs[mb, i], b_actions[mb, i], b_logprobs[mb, i], agent_advantages[mb, i],
+                        factors_used[i][mb], args,
+                    )  # fmt: skip
+                    actor_optimizers[i].zero_grad()
+                    loss.backward()
+                    grad_norms.append(nn.utils.clip_grad_norm_(actors[i].parameters(), args.max_grad_norm))
+                    actor_optimizers[i].step()
+                    clipfracs.append(mb_stats["clipfrac"])
+            mb_stats.update(clipfrac=torch.stack(clipfracs).mean(), grad_norm=torch.stack(grad_norms).mean())
+            agent_stats[i] = mb_stats  # the last mini-batch's, with the mean clip fraction and grad norm
+            with torch.no_grad():  # and after it: M *= aggregate(new_i / old_i)
+                logprob_after = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
+                factor = factor * aggregate_ratio(logprob_after - logprob_before, args.action_aggregation)
         actor_stats = {key: torch.stack([agent_stats[i][key] for i in range(A)]).mean() for key in agent_stats[0]}
 
         # Optimizing the critic, after the actors (its update does not change this batch's advantages).

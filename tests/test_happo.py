@@ -1,16 +1,19 @@
 """happo_mapush.py: the HAPPO factor against its maths, update order, then end-to-end runs."""
 
-import copy
 import glob
 import math
 import os
 import re
+import runpy
+import shutil
+import signal
+import sys
 from dataclasses import asdict
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import assert_resume_is_exact, event_tags, run_script, single_run_dir
+from conftest import ROOT, assert_resume_is_exact, event_tags, run_script, single_run_dir
 
 import happo_mapush as happo
 import mappo_mapush as mappo
@@ -40,61 +43,83 @@ def make_batch(num_agents, B=64, seed=0):
     return actors, optimizers, obs, actions, logprobs, advantages
 
 
-def test_one_agent_happo_update_equals_ppo_update():
-    actors, optimizers, obs, actions, logprobs, adv = make_batch(1)
+def test_one_agent_happo_loss_equals_ppo_loss():
+    """With M = 1 HAPPO's loss of one agent is MAPPO's PPO-clip loss, value and gradient: the two
+    scripts' epoch loops being the same, an agent updated with M = 1 takes exactly a PPO update."""
+    actors, _, obs, actions, logprobs, adv = make_batch(1)
     args = update_args()
-    reference = copy.deepcopy(actors[0])
-    ref_opt = torch.optim.Adam(reference.parameters(), lr=3e-3, eps=1e-5)
-
-    torch.manual_seed(42)
-    happo.happo_update_actors(actors, optimizers, obs, actions, logprobs, adv, [0], args)
-
-    torch.manual_seed(42)  # plain PPO with MAPPO's loss on the same batch and the same permutations
-    B = obs.shape[0]
-    for _ in range(args.update_epochs):
-        inds = torch.randperm(B)
-        for start in range(0, B, B // args.num_minibatches):
-            mb = inds[start : start + B // args.num_minibatches]
-            mean, std = reference(obs[mb, 0])
-            dist = torch.distributions.Normal(mean, std.expand_as(mean))
-            ratio = mappo.aggregate_ratio(dist.log_prob(actions[mb, 0]) - logprobs[mb, 0], "prod")
-            loss, _ = mappo.clipped_policy_loss(ratio, adv[mb], args.clip_coef)
-            loss = loss - args.ent_coef * dist.entropy().sum(-1).mean()
-            ref_opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(reference.parameters(), args.max_grad_norm)
-            ref_opt.step()
-    for (name, p), q in zip(actors[0].named_parameters(), reference.parameters()):
-        torch.testing.assert_close(p, q, msg=name)
+    ours, _ = happo.happo_actor_loss(actors[0], obs[:, 0], actions[:, 0], logprobs[:, 0], adv, torch.ones(64), args)
+    ours_grads = torch.autograd.grad(ours, list(actors[0].parameters()))
+    ppo, _ = mappo.actor_loss(actors, obs, actions, logprobs, adv[:, None], args)
+    ppo_grads = torch.autograd.grad(ppo, list(actors[0].parameters()))
+    assert ours.item() == ppo.item()
+    for g, h in zip(ours_grads, ppo_grads):
+        torch.testing.assert_close(g, h, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("how", ["prod", "mean"])
-def test_factor_is_product_of_earlier_agents_ratios(how):
-    actors, optimizers, obs, actions, logprobs, adv = make_batch(3, seed=1)
-    args = update_args(action_aggregation=how)
-    order = [2, 0, 1]
-    _, factors_used, final = happo.happo_update_actors(actors, optimizers, obs, actions, logprobs, adv, order, args)
-    # Independently: agent j's new/old ratio at the stored actions, aggregated over dimensions.
-    with torch.no_grad():
-        new = happo.policy(actors, obs).log_prob(actions)
-    per_dim = (new - logprobs).exp()  # (B, 3 agents, 3 dims)
-    ratio = per_dim.prod(-1) if how == "prod" else per_dim.mean(-1)
-    expected = torch.ones(obs.shape[0])
-    for j in order:
-        torch.testing.assert_close(factors_used[j], expected, rtol=1e-5, atol=1e-6)
-        expected = expected * ratio[:, j]
-    torch.testing.assert_close(final, expected, rtol=1e-5, atol=1e-6)
-    assert factors_used[2].eq(1).all()  # the first agent trains with M = 1
-    assert (factors_used[1] - 1).abs().max() > 1e-3  # later agents really are re-weighted
-    assert not final.requires_grad
+def run_one_iteration_recording_the_update(tmp_path, monkeypatch, flags):
+    """happo_mapush.py, one iteration in this process with --compile, torch.compile replaced by a
+    recorder: the calls of agent_log_prob and happo_actor_loss made by the main loop's HAPPO block,
+    in order, as (name, actor, arguments, result)."""
+    calls = []
+
+    def recording_compile(fn, **_):
+        def recorded(*args):
+            result = fn(*args)
+            if fn.__name__ in ("agent_log_prob", "happo_actor_loss"):
+                calls.append((fn.__name__, args[0], [a.detach().clone() for a in args[1:6]], result))
+            return result
+
+        return recorded
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)  # --compile's C++ check
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # keep pytest's Ctrl-C handler
+    argv = ["happo_mapush.py", "--compile", "--total-timesteps", "64", "--eval-envs", "0"] + TINY[:4] + TINY[6:8]
+    monkeypatch.setattr(sys, "argv", [str(a) for a in argv + TINY[10:] + flags])
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(os.path.join(ROOT, "happo_mapush.py"), run_name="__main__")
+    return calls
 
 
-def test_update_factor_hand_values():
-    factor = torch.tensor([1.0, 2.0])
-    new = torch.log(torch.tensor([[2.0, 0.5, 1.5], [1.0, 1.0, 4.0]]))
-    old = torch.zeros(2, 3)
-    torch.testing.assert_close(happo.update_factor(factor, new, old, "prod"), torch.tensor([1.5, 8.0]))
-    torch.testing.assert_close(happo.update_factor(factor, new, old, "mean"), torch.tensor([4.0 / 3.0, 4.0]))
+@pytest.mark.parametrize(
+    "flags",
+    [["--action-aggregation", "prod"], ["--action-aggregation", "mean"], ["--factor-clip", "0.99", "1.01"]],
+)
+def test_the_loops_factor_is_the_product_of_earlier_agents_ratios(tmp_path, monkeypatch, flags):
+    """One iteration of the script's own loop: the first agent trains with M = 1, the second with
+    M = its predecessor's aggregated new/old ratio on the whole batch (clipped with --factor-clip),
+    computed from that agent's log-probs just before and just after its epochs."""
+    how = "mean" if "mean" in flags else "prod"
+    calls = run_one_iteration_recording_the_update(tmp_path, monkeypatch, flags)
+    log_probs = [(actor, result) for name, actor, _, result in calls if name == "agent_log_prob"]
+    (first, before), (first_again, after), (second, _), (second_again, _) = log_probs
+    assert first is first_again and second is second_again and first is not second
+    factors = {actor: [] for actor in (first, second)}
+    for name, actor, args, _ in calls:
+        if name == "happo_actor_loss":
+            factors[actor].append(args[4])  # the factor of each mini-batch
+    per_epoch = len(factors[first]) // 5  # update_epochs 5: every epoch covers the batch once
+    assert torch.cat(factors[first]).eq(1).all()
+    expected = happo.aggregate_ratio(after - before, how)
+    if "--factor-clip" in flags:
+        assert ((expected < 0.99) | (expected > 1.01)).any()  # the clip has something to do
+        expected = expected.clamp(0.99, 1.01)
+    used = torch.cat(factors[second][:per_epoch]).sort().values
+    torch.testing.assert_close(used, expected.sort().values, rtol=0, atol=0)
+    assert (used - 1).abs().max() > 1e-4  # the second agent really is re-weighted
+
+
+@pytest.mark.parametrize("value_target", ["agent", "team-sum"])
+def test_each_agent_trains_on_its_own_advantage_column(tmp_path, monkeypatch, value_target):
+    """Per-agent values: each agent's epochs see its own advantage column; a team value: the same one."""
+    calls = run_one_iteration_recording_the_update(tmp_path, monkeypatch, ["--value-target", value_target])
+    seen = {}
+    for name, actor, args, _ in calls:
+        if name == "happo_actor_loss":
+            seen.setdefault(actor, []).append(args[3])
+    first, second = (torch.cat(a[: len(a) // 5]).sort().values for a in seen.values())  # one of the 5 epochs
+    assert torch.equal(first, second) == (value_target == "team-sum")
 
 
 def test_factor_receives_no_gradient_and_scales_the_loss():
@@ -105,16 +130,6 @@ def test_factor_receives_no_gradient_and_scales_the_loss():
     assert factor.grad is None
     assert loss.item() == pytest.approx(-(2.0 * 1.1 + 0.5 * 0.9) / 2)
     torch.testing.assert_close(ratio.grad, torch.tensor([-1.0, -0.25]))
-
-
-def test_factor_clip_bounds_the_factor_used():
-    actors, optimizers, obs, actions, logprobs, adv = make_batch(2, seed=3)
-    with torch.no_grad():
-        adv *= 50  # big advantages: large policy changes, factor far from 1
-    args = update_args(factor_clip=(0.9, 1.1), update_epochs=10)
-    _, used, final = happo.happo_update_actors(actors, optimizers, obs, actions, logprobs, adv, [0, 1], args)
-    assert used[1].min() >= 0.9 and used[1].max() <= 1.1
-    assert ((final < 0.9) | (final > 1.1)).any()  # the running product itself is not clipped
 
 
 def test_agent_order_random_reproducible_and_fixed():
@@ -184,22 +199,3 @@ def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     happo.load_checkpoint(path, cpu, resume_args=happo.Args(total_timesteps=10, checkpoint_minutes=1))
     with pytest.raises(SystemExit, match="--action-aggregation 'prod' -> 'mean'"):
         happo.load_checkpoint(path, cpu, resume_args=happo.Args(action_aggregation="mean"))
-
-
-def test_each_agent_trains_on_its_own_advantage_column():
-    """(B, A) advantages: agent i sees column i; (B,) or (B, 1) team advantages reach every agent."""
-
-    def params_after(advantages):
-        actors, optimizers, obs, actions, logprobs, _ = make_batch(2, seed=4)
-        torch.manual_seed(7)
-        happo.happo_update_actors(actors, optimizers, obs, actions, logprobs, advantages, [0, 1], update_args())
-        return [torch.cat([p.detach().flatten() for p in actor.parameters()]) for actor in actors]
-
-    torch.manual_seed(5)
-    a, b = torch.randn(64), torch.randn(64)
-    team, team_column, own = params_after(a), params_after(a[:, None]), params_after(torch.stack((a, b), 1))
-    same = params_after(torch.stack((a, a), 1))
-    for x, y, z in zip(team, team_column, same):
-        assert torch.equal(x, y) and torch.equal(x, z)
-    assert torch.equal(own[0], team[0])  # agent 0 updates first, on column 0 = a
-    assert not torch.allclose(own[1], team[1])  # agent 1 on column 1 = b
