@@ -631,10 +631,8 @@ if __name__ == "__main__":
             env_start = time.perf_counter()
             next_obs, next_state, reward, terminated, truncated, info = env.step(action)
             env_seconds += time.perf_counter() - env_start
-            if args.value_target != "agent":  # one team reward (E, 1)
-                reward = (
-                    reward.sum(1, keepdim=True) if args.value_target == "team-sum" else reward.mean(1, keepdim=True)
-                )
+            if args.value_target != "agent":  # one team reward (E, 1): the agents' sum, or their mean
+                reward = reward.sum(1, keepdim=True) / (1 if args.value_target == "team-sum" else A)
             reward = reward * args.reward_scale
             done = terminated | truncated
             if args.bootstrap_timeouts:  # a time limit is not a terminal state: add gamma * V(s_final)
@@ -663,13 +661,9 @@ if __name__ == "__main__":
 
         # flatten the batch
         B = T * E
-        b_obs = obs_buf.reshape(B, A, obs_encoder.out_dim)
+        b_obs, b_actions, b_logprobs = (x.reshape(B, A, -1) for x in (obs_buf, actions_buf, logprobs_buf))
+        b_advantages, b_returns, b_values = (x.reshape(B, V) for x in (advantages, returns, values_buf))
         b_states = states_buf.reshape(B, state_dim)
-        b_actions = actions_buf.reshape(B, A, action_dim)
-        b_logprobs = logprobs_buf.reshape(B, A, action_dim)
-        b_advantages = advantages.reshape(B, V)
-        b_returns = returns.reshape(B, V)
-        b_values = values_buf.reshape(B, V)
         if args.norm_adv:  # once per iteration over the whole batch (HARL), not per mini-batch
             b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std(unbiased=False) + 1e-5)
 
@@ -722,8 +716,7 @@ if __name__ == "__main__":
                 "perf/update_seconds": time.perf_counter() - update_start,  # GAE, actors' and critic's epochs
             }
         )
-        for k, name in enumerate(term_names):
-            logged[f"rewards/{name}"] = term_sums[k] / T
+        logged.update({f"rewards/{name}": term_sums[k] / T for k, name in enumerate(term_names)})
         scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
         values = torch.cat((stats, scalars)).tolist()  # the iteration's one host sync
         finished, successes, return_sum, length_sum = values[:4]
