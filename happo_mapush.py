@@ -3,12 +3,14 @@
 # `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
+import math
 import os
+import shlex
 import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Dict, List, Literal, Optional, Tuple
 
 import numpy as np
@@ -44,7 +46,7 @@ class Args:
 
     # Saving, resuming, evaluation
     checkpoint_minutes: float = 10.0
-    """save a checkpoint in the run folder this often (and at the end, and on Ctrl-C)"""
+    """save a checkpoint in the run folder this often (and at the end, and on Ctrl-C or SIGTERM)"""
     resume: Optional[str] = None
     """checkpoint to continue exactly where it was saved (same flags; only run length, saving,
     evaluation and device flags may change)"""
@@ -58,8 +60,9 @@ class Args:
     """write a GIF of the final evaluation's first environment into the run folder"""
 
     # Algorithm specific arguments
-    total_timesteps: int = 20_000_000
-    """total environment steps (each step moves all agents of one env)"""
+    total_timesteps: Optional[int] = None
+    """total environment steps (each step moves all agents of one env); default: the whole batches in
+    20M, or with --resume the run length the checkpoint was started with"""
     num_envs: int = 512
     """number of parallel environments (MAPush / HARL: 500)"""
     num_steps: int = 64
@@ -127,11 +130,16 @@ def args_error(args: Args) -> Optional[str]:
     for name in positive:
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta"]:
-        if not getattr(args, name) > 0:
+    for name, value in asdict(args).items():  # NaN and inf reach torch unchecked and end in a traceback
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"--{name.replace('_', '-')} must be a finite number, got {value}"
+    for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta", "max_grad_norm"]:
+        if not getattr(args, name) > 0:  # --max-grad-norm 0 would zero every gradient: nothing learns
             return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
     if args.eval_envs < 0 or args.eval_every < 0:
         return f"--eval-envs and --eval-every must be >= 0, got {args.eval_envs} and {args.eval_every}"
+    if args.eval_envs == 0 and (args.eval_every > 0 or args.eval_checkpoint is not None):
+        return "--eval-every and --eval-checkpoint need --eval-envs > 0, got --eval-envs 0"
     if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
         return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
@@ -145,7 +153,7 @@ def args_error(args: Args) -> Optional[str]:
     batch = args.num_envs * args.num_steps
     if batch % args.num_minibatches:
         return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
-    if args.total_timesteps < batch and args.eval_checkpoint is None:
+    if args.total_timesteps is not None and args.total_timesteps < batch and args.eval_checkpoint is None:
         return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} env steps (--num-envs x --num-steps)"
     if args.factor_clip is not None and not 0 <= args.factor_clip[0] <= args.factor_clip[1]:
         return f"--factor-clip needs 0 <= LOW <= HIGH, got {args.factor_clip[0]} {args.factor_clip[1]}"
@@ -405,11 +413,12 @@ def critic_loss(critic, states, old_values, targets, args) -> torch.Tensor:
 
 
 def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -> Dict[str, float]:
-    """MAPush's metrics of the deterministic policy (mean actions) on --eval-envs fresh environments,
-    the same ones every time (their own generator: the training run's random numbers are untouched)."""
+    """MAPush's metrics of the deterministic policy (mean actions) on --eval-envs fresh environments
+    of the task it trains on (args' task options), the same ones every time (their own generator: the
+    training run's random numbers are untouched)."""
     act = lambda obs: policy(actors, obs_encoder(obs)).mean  # noqa: E731
-    seed, steps = args.seed + 10_000, args.max_episode_steps
-    return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log)
+    seed, steps, task = args.seed + 10_000, args.max_episode_steps, envs.parse_task_options(args.env_options)
+    return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log, task)
 
 
 # --- Saving and resuming ---------------------------------------------------------------------
@@ -514,9 +523,11 @@ if __name__ == "__main__":
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
 
     if args.eval_checkpoint is not None:
-        obs_encoder, _, actors, _, _ = restore_networks(load_checkpoint(args.eval_checkpoint, device), device)
+        checkpoint = load_checkpoint(args.eval_checkpoint, device)
+        obs_encoder, _, actors, _, _ = restore_networks(checkpoint, device)
         video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
-        metrics = evaluate(actors, obs_encoder, args, device, args.backend, video, log=print)
+        task = {key: checkpoint["args"][key] for key in ("env_options", "max_episode_steps")}  # trained on
+        metrics = evaluate(actors, obs_encoder, replace(args, **task), device, args.backend, video, log=print)
         print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
         raise SystemExit(0)
 
@@ -524,12 +535,14 @@ if __name__ == "__main__":
     if args.eval_every > 0 and backend == "isaacgym":
         raise SystemExit("error: --eval-every needs the torch backend: Isaac Gym runs one simulation per process")
     batch_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // batch_size
-    if num_iterations * batch_size != args.total_timesteps:
-        print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
     resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
         resumed = load_checkpoint(args.resume, device, resume_args=args)
+    if args.total_timesteps is None:  # the checkpoint's run length, or whole batches in 20M steps
+        args.total_timesteps = resumed["args"]["total_timesteps"] if resumed else 20_000_000 // batch_size * batch_size
+    num_iterations = args.total_timesteps // batch_size
+    if num_iterations * batch_size != args.total_timesteps:
+        print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
     print(f"run folder: {run_dir}", flush=True)
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
@@ -618,15 +631,19 @@ if __name__ == "__main__":
             writer.add_scalar(f"eval/{key}", value, global_step)
         print(f"evaluation {when}on {args.eval_envs} envs: {metrics}", flush=True)
 
-    stop_requested = []  # Ctrl-C: finish the iteration, save, print how to resume; a second one quits
+    # Ctrl-C and SIGTERM (kill, Slurm's time limit, docker stop): finish the iteration, save, print how
+    # to resume, exit 130 / 143; a second signal quits at once.
+    stop_requested = []
 
-    def on_ctrl_c(signum, frame) -> None:
+    def on_stop_signal(signum, frame) -> None:
         if stop_requested:
             raise KeyboardInterrupt
-        stop_requested.append(True)
-        print("\nCtrl-C: saving after this iteration (Ctrl-C again to quit without saving)", flush=True)
+        stop_requested.append(signum)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{name}: saving after this iteration (once more to quit without saving)", flush=True)
 
-    signal.signal(signal.SIGINT, on_ctrl_c)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    signal.signal(signal.SIGTERM, on_stop_signal)
     first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
     for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:
@@ -791,8 +808,9 @@ if __name__ == "__main__":
             last_save = time.time()
         if stop_requested:
             command = [a for k, a in enumerate(sys.argv) if "--resume" not in (a, sys.argv[k - 1] if k else "")]
-            print(f"stopped; checkpoint saved. Continue with:\npython {' '.join(command)} --resume {model_path}")
-            raise SystemExit(130)
+            command = [sys.executable] + command + ["--resume", model_path]  # copy-paste safe: quoted
+            print(f"stopped; checkpoint saved. Continue with:\n{' '.join(shlex.quote(a) for a in command)}")
+            raise SystemExit(128 + stop_requested[0])
 
     save_checkpoint()
     print(f"model saved to {model_path}")

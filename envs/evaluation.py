@@ -17,15 +17,18 @@ def evaluate(
     video_path: Optional[str] = None,
     max_episode_steps: int = 1001,
     log: Optional[Callable[[str], None]] = None,
+    task_options: Optional[Dict[str, object]] = None,
 ) -> Dict[str, float]:
     """Run `act` (observations (E, A, obs_dim) -> actions (E, A, action_dim), deterministic) on the
     first episode of `num_envs` fresh environments and return MAPush's metrics: success rate, mean
     finish time (failures count as the full time limit), collaboration degree (share of steps with
     both robots within 1 m of the box centre, over successful episodes). `video_path`: a GIF of
-    env 0's episode; `log`: called with a progress line every 250 steps."""
+    env 0's episode; `log`: called with a progress line every 250 steps; `task_options`: the task the
+    policy was trained on (make_env's options; they override max_episode_steps too)."""
     from envs import make_env
 
-    env = make_env(num_envs, device=str(device), seed=seed, backend=backend, max_episode_steps=max_episode_steps)
+    options = {"max_episode_steps": max_episode_steps, **(task_options or {})}
+    env = make_env(num_envs, device=str(device), seed=seed, backend=backend, **options)
     device = torch.device(device)
     obs, _ = env.reset()
     first_done = torch.zeros(num_envs, dtype=torch.bool, device=device)

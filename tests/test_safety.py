@@ -1,6 +1,7 @@
 """Nothing lost, clear errors: bad flag values, Ctrl-C, run folders, checkpoints, env arguments."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -37,6 +38,13 @@ def run_failing(script, args, cwd):
         (dict(eval_envs=-1), "--eval-envs and --eval-every must be >= 0"),
         (dict(hidden_sizes=()), "--hidden-sizes needs one or more positive widths"),
         (dict(std_max=-1.0), "--std-max must be > 0"),
+        (dict(max_grad_norm=0.0), "--max-grad-norm must be > 0, got 0.0"),
+        (dict(max_grad_norm=-1.0), "--max-grad-norm must be > 0"),
+        (dict(reward_scale=float("nan")), "--reward-scale must be a finite number, got nan"),
+        (dict(ent_coef=float("nan")), "--ent-coef must be a finite number"),
+        (dict(actor_lr=float("inf")), "--actor-lr must be a finite number, got inf"),
+        (dict(eval_every=5, eval_envs=0), "--eval-every and --eval-checkpoint need --eval-envs > 0"),
+        (dict(eval_checkpoint="x.cleanrl_model", eval_envs=0), "need --eval-envs > 0, got --eval-envs 0"),
         (dict(env_options=("team_reward",)), "--env-options: takes NAME=VALUE with a number or True/False"),
         (dict(env_options=("gravity=2",)), "--env-options: unknown task option(s) ['gravity']; accepted: ["),
         (dict(env_options=("substeps=2.5",)), "--env-options: task option substeps=2.5: takes a whole number"),
@@ -65,6 +73,30 @@ def test_a_partial_last_batch_is_said_not_dropped_silently(tmp_path):
     assert "note: training 64 env steps, whole batches of 64" in out
 
 
+def test_the_default_run_length_is_whole_batches_without_a_note(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, os.path.join(ROOT, "mappo_mapush.py")] + [str(a) for a in TINY]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("iter 1/"):
+            proc.kill()
+            break
+    proc.communicate(timeout=60)
+    assert lines[-1].startswith(f"iter 1/{20_000_000 // 64} ") and not any("note:" in line for line in lines)
+
+
+def test_a_bare_resume_keeps_the_checkpoints_run_length(tmp_path):
+    """--resume without --total-timesteps continues to the length the run was started with, not to 20M."""
+    run_script("mappo_mapush.py", TINY + ["--total-timesteps", 64, "--eval-envs", 0], tmp_path)
+    path, checkpoint = checkpoint_of(tmp_path)
+    checkpoint["args"]["total_timesteps"] = 128  # as a run of 2 iterations stopped after the first
+    torch.save(checkpoint, path)
+    out = run_script("mappo_mapush.py", TINY + ["--eval-envs", 0, "--resume", path], tmp_path)
+    assert "iter 2/2 " in out and "iter 3/" not in out
+
+
 @pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal (POSIX)")
 def test_a_terminal_gets_a_progress_bar_and_a_pipe_the_plain_line(tmp_path):
     flags = TINY + ["--total-timesteps", 128, "--eval-envs", 0]
@@ -90,30 +122,35 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_the_plain_line(tmp_path):
     assert "\niter 1/2 " in piped and "[#" not in piped
 
 
-@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
-def test_ctrl_c_saves_and_prints_the_resume_command_which_continues(tmp_path, script):
+@pytest.mark.parametrize("script, stop", [("mappo_mapush.py", "SIGINT"), ("happo_mapush.py", "SIGTERM")])
+def test_ctrl_c_saves_and_prints_the_resume_command_which_continues(tmp_path, script, stop):
+    """Ctrl-C and SIGTERM (kill, Slurm, docker stop): save, print a copy-paste safe command, exit 128 + signal.
+    The SIGTERM run starts in a folder with a space, with a space in --exp-name too."""
+    sig, name = (signal.SIGINT, "Ctrl-C") if stop == "SIGINT" else (signal.SIGTERM, "SIGTERM")
+    cwd = tmp_path / ("a folder" if stop == "SIGTERM" else "plain")
+    cwd.mkdir()
+    extra = ["--exp-name", "my run"] if stop == "SIGTERM" else []
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, os.path.join(ROOT, script)] + [str(a) for a in TINY + ["--total-timesteps", 64000]]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [sys.executable, os.path.join(ROOT, script)] + [str(a) for a in TINY + ["--total-timesteps", 64000] + extra]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
-    for line in proc.stdout:  # interrupt once training is under way
+    for line in proc.stdout:  # stop once training is under way
         lines.append(line)
         if line.startswith("iter 2/"):
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             break
     out = "".join(lines) + proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, out
-    assert "Ctrl-C: saving after this iteration" in out and "Traceback" not in out
-    path, checkpoint = checkpoint_of(tmp_path)  # loads with weights_only=True
+    assert proc.returncode == 128 + sig, out
+    assert f"{name}: saving after this iteration" in out and "Traceback" not in out
+    path, checkpoint = checkpoint_of(cwd)  # loads with weights_only=True
     stopped_at = checkpoint["iteration"]
     assert 2 <= stopped_at < 1000
-    resume_line, relative = out.strip().splitlines()[-1], os.path.relpath(path, tmp_path)
-    assert resume_line.startswith("python ") and resume_line.endswith(f"--resume {relative}")
+    resumed = shlex.split(out.strip().splitlines()[-1])  # the printed command, as a shell reads it
+    assert resumed[0] == sys.executable and resumed[-2:] == ["--resume", os.path.relpath(path, cwd)]
     # The printed command continues the run (run it shortened to one more iteration).
-    resumed = resume_line.split()[1:]
     resumed[resumed.index("--total-timesteps") + 1] = str(64 * (stopped_at + 1))
-    out = run_script(resumed[0], resumed[1:], tmp_path)
-    assert f"resumed {relative} at iteration {stopped_at}" in out and f"iter {stopped_at + 1}/" in out
+    out = run_script(resumed[1], resumed[2:], cwd)
+    assert f"resumed {resumed[-1]} at iteration {stopped_at}" in out and f"iter {stopped_at + 1}/" in out
 
 
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
@@ -186,3 +223,15 @@ def test_an_unwritable_video_path_keeps_the_metrics(tmp_path):
     metrics = envs.evaluate(act, 2, "cpu", 0, "torch", video, max_episode_steps=4, log=messages.append)
     assert set(metrics) == {"success_rate", "finish_time_s", "collaboration_degree"}
     assert any(m.startswith("evaluation video not written") for m in messages)
+
+
+def test_every_evaluation_runs_on_the_task_the_policy_trained_on(tmp_path):
+    """--env-options reach the periodic, the final and the --eval-checkpoint evaluation (a 10 m success
+    radius: every episode succeeds at once, trained or not)."""
+    flags = TINY + ["--total-timesteps", 128, "--env-options", "success_radius=10.0", "--eval-every", 1]
+    out = run_script("happo_mapush.py", flags, tmp_path)
+    evaluations = [line for line in out.splitlines() if line.startswith("evaluation ")]
+    assert len(evaluations) == 3 and all("'success_rate': 1.0" in line for line in evaluations), evaluations
+    path, _ = checkpoint_of(tmp_path)
+    out = run_script("happo_mapush.py", ["--eval-checkpoint", path, "--eval-envs", 2], tmp_path)
+    assert "'success_rate': 1.0" in out.strip().splitlines()[-1]
