@@ -3,6 +3,7 @@
 # `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
+import atexit
 import math
 import os
 import shlex
@@ -21,6 +22,10 @@ import torch.optim as optim
 import tyro
 from torch.distributions.normal import Normal
 from torch.utils.tensorboard import SummaryWriter
+
+# A diverging run is caught once per iteration with one clear line (non-finite losses or weights),
+# not by Normal's argument check in the middle of an update with a tensor dump.
+Normal.set_default_validate_args(False)
 
 
 @dataclass
@@ -142,6 +147,8 @@ def args_error(args: Args) -> Optional[str]:
         return "--eval-every and --eval-checkpoint need --eval-envs > 0, got --eval-envs 0"
     if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
         return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
+    if not args.exp_name or os.sep in args.exp_name or (os.altsep and os.altsep in args.exp_name):
+        return f"--exp-name must be a plain name, without {os.sep!r}, got {args.exp_name!r}"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
     if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
@@ -500,15 +507,61 @@ def restore_networks(ckpt: Dict, device: torch.device):
 def new_run_dir(args: Args) -> str:
     """runs/mapush__<exp>__<seed>__<time>, with a suffix if a run started in the same second has it."""
     base = f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
-    os.makedirs("runs", exist_ok=True)
-    for k in range(1, 1000):
-        try:
-            run_dir = base if k == 1 else f"{base}_{k}"
-            os.mkdir(run_dir)  # atomic: two runs never share a folder
-            return run_dir
-        except FileExistsError:
-            continue
+    try:
+        os.makedirs("runs", exist_ok=True)
+        for k in range(1, 1000):
+            try:
+                run_dir = base if k == 1 else f"{base}_{k}"
+                os.mkdir(run_dir)  # atomic: two runs never share a folder
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as err:
+        message = f"error: cannot create a run folder in {os.getcwd()} ({err.strerror}); run from a writable folder"
+        raise SystemExit(message) from None
     raise SystemExit(f"error: could not create a run folder next to {base}")
+
+
+def lock_run_dir(run_dir: str) -> None:
+    """One run per run folder: a lock file holding this process's id, removed at exit; a lock whose
+    process is gone (a crashed or killed run) is taken over."""
+    path = os.path.abspath(os.path.join(run_dir, "run.lock"))
+    for _attempt in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            with open(path) as f:
+                pid = int(f.read().strip() or 0)
+            try:
+                os.kill(pid, 0)  # raises if no such process
+            except ProcessLookupError:
+                os.remove(path)
+                continue
+            except PermissionError:  # it exists, under another user
+                pass
+            raise SystemExit(
+                f"error: {run_dir} is in use by another run (process {pid}); wait for it or stop it"
+            ) from None
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        atexit.register(lambda: os.path.exists(path) and os.remove(path))
+        return
+
+
+def resume_command(model_path: str) -> str:
+    """The command that continues this run: its interpreter and arguments, --resume PATH, shell-quoted."""
+    command = [a for k, a in enumerate(sys.argv) if "--resume" not in (a, sys.argv[k - 1] if k else "")]
+    return " ".join(shlex.quote(a) for a in [sys.executable] + command + ["--resume", model_path])
+
+
+def divergence_message(iteration: int, logged: Dict, values) -> str:
+    """One line for a run whose losses or weights went non-finite (values: the logged ones, then 1.0 if
+    every network weight is finite)."""
+    bad = [key for key, value in zip(logged, values) if not math.isfinite(value)] or ["network weights"]
+    return (
+        f"error: the run diverged at iteration {iteration}: {', '.join(bad)} not finite; try a lower "
+        "--actor-lr / --critic-lr. The last checkpoint (if any) is from before."
+    )
 
 
 def hms(seconds: float) -> str:
@@ -516,7 +569,14 @@ def hms(seconds: float) -> str:
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    try:
+        args = tyro.cli(Args)
+    except (BrokenPipeError, SystemExit) as stop:  # --help into a closed pipe (| head): no traceback
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(stop.code if isinstance(stop, SystemExit) else 0) from None
     problem = args_error(args)
     if problem is not None:
         raise SystemExit(f"error: {problem}")
@@ -534,6 +594,10 @@ if __name__ == "__main__":
     backend = envs.resolve_backend(args.backend, str(device))
     if args.eval_every > 0 and backend == "isaacgym":
         raise SystemExit("error: --eval-every needs the torch backend: Isaac Gym runs one simulation per process")
+    try:  # before anything is created
+        envs.require_backend(backend, str(device))
+    except RuntimeError as err:
+        raise SystemExit(f"error: {err}") from None
     batch_size = args.num_envs * args.num_steps
     resumed = None  # with --resume: the checkpoint to continue from
     if args.resume is not None:
@@ -544,6 +608,7 @@ if __name__ == "__main__":
     if num_iterations * batch_size != args.total_timesteps:
         print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
+    lock_run_dir(run_dir)
     print(f"run folder: {run_dir}", flush=True)
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
     if resumed is None:
@@ -637,7 +702,8 @@ if __name__ == "__main__":
 
     def on_stop_signal(signum, frame) -> None:
         if stop_requested:
-            raise KeyboardInterrupt
+            print("\nstopped without saving", flush=True)
+            raise SystemExit(128 + signum)
         stop_requested.append(signum)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         print(f"\n{name}: saving after this iteration (once more to quit without saving)", flush=True)
@@ -646,11 +712,10 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, on_stop_signal)
     first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
     for iteration in range(first_iteration, num_iterations + 1):
-        if args.anneal_lr:
+        if args.anneal_lr:  # both learning rates linearly to 0
             frac = 1.0 - (iteration - 1.0) / num_iterations
-            for opt in actor_optimizers:
-                opt.param_groups[0]["lr"] = frac * args.actor_lr
-            critic_optimizer.param_groups[0]["lr"] = frac * args.critic_lr
+            for opt, lr in [(opt, args.actor_lr) for opt in actor_optimizers] + [(critic_optimizer, args.critic_lr)]:
+                opt.param_groups[0]["lr"] = frac * lr
 
         # Episode statistics, accumulated on the device and read once per iteration.
         stats = torch.zeros(4, device=device)  # finished episodes, successes, return sum, length sum
@@ -782,8 +847,11 @@ if __name__ == "__main__":
             logged[f"factor/final/{key}"] = value
         logged.update({f"rewards/{name}": term_sums[k] / T for k, name in enumerate(term_names)})
         scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
-        values = torch.cat((stats, scalars)).tolist()  # the iteration's one host sync
+        finite = torch.stack([p.isfinite().all() for p in [*actors.parameters(), *critic.parameters()]]).all()
+        values = torch.cat((stats, scalars, finite[None].float())).tolist()  # the iteration's one host sync
         finished, successes, return_sum, length_sum = values[:4]
+        if not all(map(math.isfinite, values)) or values[-1] != 1.0:  # before saving: keep the last good one
+            raise SystemExit(divergence_message(iteration, logged, values[4:]))
         for key, value in zip(logged, values[4:]):
             writer.add_scalar(key, value, global_step)
         elapsed = time.time() - start_time
@@ -807,13 +875,20 @@ if __name__ == "__main__":
             save_checkpoint()
             last_save = time.time()
         if stop_requested:
-            command = [a for k, a in enumerate(sys.argv) if "--resume" not in (a, sys.argv[k - 1] if k else "")]
-            command = [sys.executable] + command + ["--resume", model_path]  # copy-paste safe: quoted
-            print(f"stopped; checkpoint saved. Continue with:\n{' '.join(shlex.quote(a) for a in command)}")
+            print(f"stopped; checkpoint saved. Continue with:\n{resume_command(model_path)}")
             raise SystemExit(128 + stop_requested[0])
 
     save_checkpoint()
-    print(f"model saved to {model_path}")
+
+    def stop_during_final_evaluation(signum, frame) -> None:
+        print(
+            f"\nstopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint {model_path}"
+        )
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGINT, stop_during_final_evaluation)
+    signal.signal(signal.SIGTERM, stop_during_final_evaluation)
+    print(f"model saved to {model_path}", flush=True)
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         print(f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}")
     elif args.eval_envs > 0:

@@ -34,7 +34,7 @@ from envs.evaluation import evaluate  # noqa: E402
 BACKENDS = ("auto", "torch", "isaacgym")
 
 __all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "evaluate", "make_env"]
-__all__ += ["OBS_YAW_FEATURES", "parse_task_options", "resolve_backend"]
+__all__ += ["OBS_YAW_FEATURES", "parse_task_options", "require_backend", "resolve_backend"]
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -48,6 +48,15 @@ def resolve_backend(backend: str, device: str) -> str:
     from envs.isaacgym_push import mapush_available
 
     return "isaacgym" if mapush_available() else "torch"
+
+
+def require_backend(name: str, device: str) -> None:
+    """Raise RuntimeError, naming what is missing and how to install it, when backend `name` cannot run
+    on `device` here (the scripts call it before they create anything)."""
+    if name == "isaacgym":
+        from envs.isaacgym_push import require_isaacgym
+
+        require_isaacgym(device)
 
 
 def make_env(num_envs: int, device: str = "cpu", seed: int = 0, backend: str = "auto", **task_options):

@@ -204,8 +204,9 @@ def test_script_with_isaacgym_backend_fails_fast_without_it(tmp_path):
     if envs.isaacgym is not None:
         pytest.skip("Isaac Gym is installed here")
     proc = run_with_isaacgym_backend("happo_mapush.py", [], tmp_path)
-    assert proc.returncode != 0
-    assert "Isaac Gym could not be imported" in proc.stderr and "--backend torch" in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.startswith("error: Isaac Gym could not be imported")
+    assert "--backend torch" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(os.path.join(str(tmp_path), "runs"))  # refused before anything was made
 
 
 @pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])

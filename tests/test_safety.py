@@ -1,5 +1,6 @@
 """Nothing lost, clear errors: bad flag values, Ctrl-C, run folders, checkpoints, env arguments."""
 
+import glob
 import os
 import shlex
 import signal
@@ -235,3 +236,85 @@ def test_every_evaluation_runs_on_the_task_the_policy_trained_on(tmp_path):
     path, _ = checkpoint_of(tmp_path)
     out = run_script("happo_mapush.py", ["--eval-checkpoint", path, "--eval-envs", 2], tmp_path)
     assert "'success_rate': 1.0" in out.strip().splitlines()[-1]
+
+
+def test_a_diverging_run_stops_in_one_line_before_saving(tmp_path):
+    """Learning rates of 1e30 blow the networks up in the first update: one line naming what went
+    non-finite, exit 1, and no checkpoint written after it (it saves every iteration otherwise)."""
+    flags = TINY + ["--total-timesteps", 640, "--actor-lr", 1e30, "--critic-lr", 1e30, "--checkpoint-minutes", 1e-9]
+    proc = run_failing("mappo_mapush.py", flags, tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: the run diverged at iteration 1: losses/policy_loss")
+    assert "try a lower --actor-lr / --critic-lr" in proc.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
+    assert not glob.glob(os.path.join(run_dir, "*.cleanrl_model")) and not os.path.exists(
+        os.path.join(run_dir, "run.lock")
+    )
+
+
+@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
+def test_one_run_per_run_folder_and_a_crashed_runs_lock_is_taken_over(tmp_path, script):
+    run_script(script, TINY + ["--total-timesteps", 64, "--eval-envs", 0], tmp_path)
+    path, _ = checkpoint_of(tmp_path)
+    lock = os.path.join(os.path.dirname(path), "run.lock")
+    assert not os.path.exists(lock)  # removed when the run ended
+    with open(lock, "w") as f:  # a run still going: this test's own process
+        f.write(str(os.getpid()))
+    proc = run_failing(script, TINY + ["--total-timesteps", 128, "--resume", path], tmp_path)
+    assert proc.returncode == 1 and proc.stderr.strip().endswith(
+        f"is in use by another run (process {os.getpid()}); wait for it or stop it"
+    )
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with open(lock, "w") as f:  # a run that was killed: its process is gone
+        f.write(finished.stdout.strip())
+    out = run_script(script, TINY + ["--total-timesteps", 128, "--resume", path, "--eval-envs", 0], tmp_path)
+    assert "iter 2/2 " in out and not os.path.exists(lock)
+
+
+def test_exp_name_backend_and_run_folder_are_checked_before_anything_is_made(tmp_path):
+    assert "--exp-name must be a plain name" in mappo.args_error(mappo.Args(exp_name="a/b"))
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "runs").write_text("a file where the runs folder should go")
+    proc = run_failing("happo_mapush.py", TINY + ["--total-timesteps", 64], blocked)
+    assert proc.returncode == 1 and proc.stderr.startswith("error: cannot create a run folder in")
+    assert "Traceback" not in proc.stderr
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    try:
+        if os.access(str(readonly), os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        proc = run_failing("mappo_mapush.py", TINY + ["--total-timesteps", 64], readonly)
+        assert proc.returncode == 1 and proc.stderr.startswith("error: cannot create a run folder in")
+        assert "Traceback" not in proc.stderr
+    finally:
+        readonly.chmod(0o755)
+
+
+def test_help_into_a_closed_pipe_prints_no_traceback(tmp_path):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head` that has already exited
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "happo_mapush.py"), "--help"],
+        stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT),
+    )  # fmt: skip
+    os.close(write_end)
+    assert "BrokenPipeError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_ctrl_c_during_the_final_evaluation_stops_it_in_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    flags = ["--num-envs", 8, "--num-steps", 8, "--total-timesteps", 64, "--hidden-sizes", 16, "--eval-envs", 300]
+    cmd = [sys.executable, os.path.join(ROOT, "mappo_mapush.py")] + [str(a) for a in flags]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("model saved to"):  # the final evaluation (1001 steps of 300 envs) starts
+            proc.send_signal(signal.SIGINT)
+            break
+    out = "".join(lines) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130 and "Traceback" not in out, out
+    assert "stopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint" in out
+    assert "saving after this iteration" not in out
