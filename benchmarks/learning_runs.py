@@ -94,6 +94,8 @@ WORK = ROOT  # where the scripts run: their runs/ folder (TensorBoard logs, chec
 def set_dirs(results_dir: str, work_dir: str) -> None:
     global OUT, WORK
     OUT, WORK = os.path.abspath(results_dir), os.path.abspath(work_dir)
+    os.makedirs(OUT, exist_ok=True)
+    os.makedirs(WORK, exist_ok=True)  # the scripts run (cwd) here: a missing folder would stop the launcher
 
 
 def finished(path: str) -> bool:
