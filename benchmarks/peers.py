@@ -1,0 +1,222 @@
+"""Peers on the same task and budget: BenchMARL's MAPPO and IPPO on the surrogate, evaluated with the
+project's own deterministic evaluation (300 envs, MAPush's metrics) about every 1M env steps.
+
+    pip install -r requirements-ecosystem.txt && pip install --no-deps benchmarl==1.5.2
+    python benchmarks/peers.py --peers benchmarl_mappo benchmarl_ippo --seeds 1 2     # run (resumable)
+    python benchmarks/peers.py --plot                                                  # summary + figure
+
+Each (peer, seed) writes benchmarks/results/peers/<peer>__seed<k>.csv in the learning benchmark's
+format (train rows per iteration, during_eval rows, final eval rows; wall and CPU seconds). A run whose
+CSV ends with its final evaluation is skipped; a stopped run resumes from its newest BenchMARL
+checkpoint (saved with each evaluation), its CSV cut back to that point. BenchMARL 1.5.2 checkpoints
+the networks but not the optimiser state: a resumed run restarts Adam's moments.
+
+BenchMARL's own defaults (its yaml files: MLP 256 x 256 Tanh, TanhNormal policy, lr 5e-5, clip 0.2,
+lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these changes for the task:
+  env count 512 and batch 512 x 64 steps (the project's; BenchMARL's 10 envs x 600 steps would take
+  ~4.4 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
+  lr 5e-4 (the project's, with that batch layout), device CPU, BenchMARL's own evaluation off.
+A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
+documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+OUT = os.path.join(ROOT, "benchmarks", "results", "peers")
+WORK = os.path.join(ROOT, "runs", "peers")
+
+TOTAL_FRAMES = 5_000_000
+NUM_ENVS, STEPS_PER_ENV = 512, 64
+FRAMES_PER_BATCH = NUM_ENVS * STEPS_PER_ENV
+EVAL_EVERY = 30  # iterations: 983,040 env steps, as the learning benchmark's --eval-every 30
+EVAL_ENVS = 300
+TASK_LAYOUT = {  # what the task needs changed from BenchMARL's ExperimentConfig defaults
+    "on_policy_n_envs_per_worker": NUM_ENVS,
+    "on_policy_collected_frames_per_batch": FRAMES_PER_BATCH,
+    "on_policy_minibatch_size": 4096,
+    "on_policy_n_minibatch_iters": 5 * FRAMES_PER_BATCH // 4096,
+    "lr": 5e-4,
+    "sampling_device": "cpu",
+    "train_device": "cpu",
+    "buffer_device": "cpu",
+    "evaluation": False,
+    "checkpoint_interval": EVAL_EVERY * FRAMES_PER_BATCH,
+    "keep_checkpoints_num": 1,
+    "exclude_buffer_from_checkpoint": True,
+}
+PEERS = {  # name: (BenchMARL algorithm, algorithm overrides)
+    "benchmarl_mappo": ("mappo", {}),
+    "benchmarl_ippo": ("ippo", {}),
+    "benchmarl_mappo_normal": ("mappo", {"use_tanh_normal": False}),
+    "benchmarl_ippo_normal": ("ippo", {"use_tanh_normal": False}),
+}
+HEADER = ["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"]
+
+
+def csv_path(peer: str, seed: int) -> str:
+    return os.path.join(OUT, f"{peer}__seed{seed}.csv")
+
+
+def read_rows(path: str):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [row for row in csv.reader(f)][1:]
+
+
+def finished(path: str) -> bool:
+    return any(row[0] in ("eval", "diverged") for row in read_rows(path))
+
+
+def newest_checkpoint(peer: str, seed: int):
+    """(path, frames) of the run's newest BenchMARL checkpoint, (None, 0) if none."""
+    found = glob.glob(os.path.join(WORK, f"{peer}__seed{seed}", "*", "checkpoints", "checkpoint_*.pt"))
+    if not found:
+        return None, 0
+    path = max(found, key=lambda p: int(p.rsplit("_", 1)[1][:-3]))
+    return path, int(path.rsplit("_", 1)[1][:-3])
+
+
+def deterministic_actor(policy):
+    """obs (E, 2, 8) -> the BenchMARL policy's deterministic actions (E, 2, 3), for envs.evaluate."""
+    import torch
+    from tensordict import TensorDict
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    def act(obs: torch.Tensor) -> torch.Tensor:
+        with set_exploration_type(ExplorationType.DETERMINISTIC):
+            td = TensorDict(
+                {"agents": TensorDict({"observation": obs}, batch_size=obs.shape[:2])}, batch_size=obs.shape[:1]
+            )
+            return policy(td).get(("agents", "action")).detach()
+
+    return act
+
+
+class Diverged(Exception):
+    pass
+
+
+class Recorder:
+    """One run's CSV: rows kept from before a resume, then train / evaluation rows with the clocks."""
+
+    def __init__(self, peer: str, seed: int, kept, total_frames: int):
+        self.peer, self.seed, self.total_frames = peer, seed, total_frames
+        self.wall_before = float(kept[-1][6]) if kept else 0.0
+        self.cpu_before = float(kept[-1][7]) if kept else 0.0
+        self.start_wall, self.start_cpu = time.time(), time.process_time()
+        self.last_iteration = time.time()
+        os.makedirs(OUT, exist_ok=True)
+        self.file = open(csv_path(peer, seed), "w", newline="")
+        self.out = csv.writer(self.file)
+        self.out.writerow(HEADER)
+        self.out.writerows(kept)
+
+    def row(self, kind, frames, sps="", episodes="", success="", ret="", clocks=True) -> None:
+        wall = f"{self.wall_before + time.time() - self.start_wall:.0f}" if clocks else ""
+        cpu = f"{self.cpu_before + time.process_time() - self.start_cpu:.0f}" if clocks else ""
+        self.out.writerow([kind, frames, sps, episodes, success, ret, wall, cpu])
+        self.file.flush()
+
+    def evaluation(self, experiment, kind: str) -> None:
+        from envs import evaluate
+
+        metrics = evaluate(deterministic_actor(experiment.policy), EVAL_ENVS, seed=10_000 + self.seed)
+        frames = experiment.total_frames
+        self.row(kind, frames, episodes=EVAL_ENVS, success=metrics["success_rate"])
+        if kind == "eval":
+            self.row("eval_finish_time_s", frames, success=metrics["finish_time_s"], clocks=False)
+            self.row("eval_collaboration", frames, success=metrics["collaboration_degree"], clocks=False)
+        print(f"{self.peer} seed {self.seed}: {frames} env steps, success {metrics['success_rate']:.3f}", flush=True)
+
+
+try:
+    from benchmarl.experiment.callback import Callback
+except ImportError:  # the summary and the plot need no BenchMARL
+    Callback = object
+
+
+class ProjectEvaluation(Callback):
+    """After each iteration's update: a train row, the NaN check, the evaluation every ~1M steps."""
+
+    def __init__(self, recorder: Recorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def __getstate__(self):  # BenchMARL pickles its callbacks with the run's config: nothing to keep
+        return {}
+
+    def on_train_end(self, training_td, group):
+        import torch
+
+        experiment, rec = self.experiment, self.recorder
+        now = time.time()
+        sps = f"{FRAMES_PER_BATCH / max(now - rec.last_iteration, 1e-9):.0f}"
+        rec.last_iteration = now
+        ret = float(experiment.mean_return)
+        rec.row("train", experiment.total_frames, sps=sps, ret="" if ret != ret else f"{ret:.3f}")  # NaN: no ends
+        if not all(bool(torch.isfinite(p).all()) for p in experiment.policy.parameters()):
+            rec.row("diverged", experiment.total_frames)
+            raise Diverged(f"{rec.peer} seed {rec.seed}: NaN/inf policy parameters at {experiment.total_frames}")
+        if (experiment.n_iters_performed + 1) % EVAL_EVERY == 0 and experiment.total_frames < rec.total_frames:
+            rec.evaluation(experiment, "during_eval")
+
+
+def run(peer: str, seed: int, total_frames: int) -> None:
+    from envs.benchmarl_task import build_experiment
+
+    path = csv_path(peer, seed)
+    if finished(path):
+        print(f"skip {peer} seed {seed}: finished ({path})")
+        return
+    checkpoint, frames = newest_checkpoint(peer, seed)
+    kept = [row for row in read_rows(path) if int(float(row[1])) <= frames] if checkpoint else []
+    algorithm, algorithm_overrides = PEERS[peer]
+    folder = os.path.join(WORK, f"{peer}__seed{seed}")
+    os.makedirs(folder, exist_ok=True)
+    overrides = dict(TASK_LAYOUT, max_n_frames=total_frames, save_folder=folder)
+    if checkpoint:
+        overrides["restore_file"] = checkpoint
+    print(f"run: {peer} seed {seed} ({algorithm}, {algorithm_overrides}){' from ' + checkpoint if checkpoint else ''}")
+    recorder = Recorder(peer, seed, kept, total_frames)
+    experiment = build_experiment(
+        algorithm, seed, overrides, algorithm_overrides, callbacks=[ProjectEvaluation(recorder)]
+    )
+    try:
+        experiment.run()
+        recorder.evaluation(experiment, "eval")
+    except Diverged as err:
+        print(err)
+    finally:
+        recorder.file.close()
+
+
+def main() -> None:
+    global OUT, WORK
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peers", nargs="+", default=["benchmarl_mappo", "benchmarl_ippo"], choices=sorted(PEERS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--total-frames", type=int, default=TOTAL_FRAMES, help="env steps per run")
+    parser.add_argument("--results-dir", default=OUT)
+    parser.add_argument("--work-dir", default=WORK, help="BenchMARL's run folders and checkpoints")
+    args = parser.parse_args()
+    OUT, WORK = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
+    import torch
+
+    torch.set_num_threads(1)  # one thread per run: two runs side by side on a 2-core machine
+    for peer in args.peers:
+        for seed in args.seeds:
+            run(peer, seed, args.total_frames)
+
+
+if __name__ == "__main__":
+    main()
