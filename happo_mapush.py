@@ -4,6 +4,7 @@
 import envs  # noqa: I001  (keep first)
 
 import atexit
+import importlib.util
 import math
 import os
 import shlex
@@ -63,6 +64,12 @@ class Args:
     """also evaluate every this many iterations during training, logged as eval/* (torch backend)"""
     capture_video: bool = False
     """write a GIF of the final evaluation's first environment into the run folder"""
+    track: bool = False
+    """if toggled, also log to Weights and Biases (needs `wandb`; WANDB_MODE=offline works without a network)"""
+    wandb_project_name: str = "mapush"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of the wandb project"""
 
     # Algorithm specific arguments
     total_timesteps: Optional[int] = None
@@ -149,6 +156,8 @@ def args_error(args: Args) -> Optional[str]:
         return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
     if not args.exp_name or os.sep in args.exp_name or (os.altsep and os.altsep in args.exp_name):
         return f"--exp-name must be a plain name, without {os.sep!r}, got {args.exp_name!r}"
+    if args.track and importlib.util.find_spec("wandb") is None:
+        return "--track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
     if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
@@ -610,6 +619,21 @@ if __name__ == "__main__":
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
     lock_run_dir(run_dir)
     print(f"run folder: {run_dir}", flush=True)
+    if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
+        import wandb
+
+        name = os.path.basename(run_dir)
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=name,
+            id=name,
+            resume="allow",
+            dir=run_dir,
+            save_code=True,
+        )
     writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
     if resumed is None:
         writer.add_text(

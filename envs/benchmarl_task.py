@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import os
 from typing import Callable, Dict, List, Optional
 
 try:
@@ -136,7 +137,8 @@ def build_experiment(
     callbacks=None,
 ):
     """A BenchMARL Experiment on the cuboid push: BenchMARL's yaml defaults for the experiment, the
-    algorithm and the MLP models, then the overrides. Loggers default to CSV only (no network)."""
+    algorithm and the MLP models, then the overrides. Loggers default to CSV only (no network), the
+    run folder to runs/benchmarl/<BenchMARL's run name>."""
     from benchmarl.algorithms import algorithm_config_registry
     from benchmarl.experiment import Experiment, ExperimentConfig
     from benchmarl.models.mlp import MlpConfig
@@ -149,6 +151,10 @@ def build_experiment(
     experiment_config.loggers = ["csv"]
     experiment_config.render = False
     apply_overrides(experiment_config, experiment_overrides or {}, "experiment")
+    if experiment_config.save_folder is None and experiment_config.restore_file is None:
+        experiment_config.save_folder = os.path.join("runs", "benchmarl")  # beside the scripts' runs
+    if experiment_config.save_folder is not None:
+        os.makedirs(experiment_config.save_folder, exist_ok=True)  # BenchMARL makes only the run's own folder
     return Experiment(
         task=CuboidPushTask.CUBOID_PUSH.get_task(config=dict(task_options or {})),
         algorithm_config=algorithm_config,
