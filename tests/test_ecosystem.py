@@ -269,3 +269,30 @@ def test_track_without_wandb_is_a_one_line_error(tmp_path):
         proc.stderr.strip() == "error: --track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
     )
     assert not (tmp_path / "runs").exists()
+
+
+# --- MAPush's OpenRL stack (benchmarks/openrl_peer.py runs in its own venv; its adapter is tested here)
+@need("gymnasium")
+def test_openrl_adapter_is_shaped_like_mapush_wrapper():
+    """numpy in and out; OpenRL's actions a reach the env as clip(0.5 a) (MAPush's command
+    0.5 clip(0.5 a)); dones (E, 2) include time-outs; rewards (E, 2, 1); no terminal observation."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import numpy as np
+    import openrl_peer
+
+    E = 12
+    adapter = openrl_peer.SurrogateOpenRLEnv(E, seed=2)
+    adapter.env = CuboidPushEnv(E, seed=2, max_episode_steps=5)
+    raw = CuboidPushEnv(E, seed=2, max_episode_steps=5)
+    np.testing.assert_array_equal(adapter.reset(seed=2), raw.reset()[0].numpy())
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        actions = rng.normal(0.0, 2.0, (E, 2, 3)).astype(np.float32)
+        obs, rewards, dones, infos = adapter.step(actions)
+        expect = raw.step(torch.from_numpy(np.clip(0.5 * actions, -1.0, 1.0)))
+        np.testing.assert_array_equal(obs, expect[0].numpy())  # post-reset, as MAPush returns it
+        np.testing.assert_array_equal(rewards, expect[2][:, :, None].numpy())
+        assert dones.shape == (E, 2) and dones.dtype == bool and len(infos) == E
+        np.testing.assert_array_equal(dones[:, 1], (expect[3] | expect[4]).numpy())
+    assert int(adapter.ended) == E and adapter.steps == 7  # every env timed out once, at step 5
+    assert set(adapter.batch_rewards(None)) == {f"reward_{t}" for t in envs.REWARD_TERMS}
