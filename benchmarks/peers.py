@@ -200,6 +200,100 @@ def run(peer: str, seed: int, total_frames: int) -> None:
         recorder.file.close()
 
 
+# MAPush's committed Isaac Gym runs (../shared/reference/mapush_env_spec.md section 6.2): success at 10M, 20M, ...
+ISAAC_GYM_CURVES = {
+    "MAPush official OpenRL run (Isaac Gym)": [0.7, 3.7, 13.7, 11.3, 24.3, 27.7, 45.3, 55.3, 58.3, 59.7],
+    "agnostic fork's OpenRL mappo (Isaac Gym, range mid)": [20.5, 56.0, 81.0, 88.0, 90.5, 88.0, 89.0, 90.0, 90.5, 90.5],
+}
+DEFAULTS_DIR = os.path.join(ROOT, "benchmarks", "results", "learning_mapush_code")
+
+
+def evaluations(path: str):
+    """[(env steps, success, CPU-s or None)] of a run's deterministic evaluations, in order."""
+    rows = read_rows(path)
+    return [
+        (int(r[1]), float(r[4]), float(r[7]) if len(r) > 7 and r[7] else None)
+        for r in rows
+        if r[0] in ("during_eval", "eval")
+    ]
+
+
+def summarise() -> None:
+    """summary.md (every run: its evaluations, the last, CPU time) and peers.png (success against env
+    steps and CPU time, beside the project's defaults and MAPush's committed Isaac Gym curves)."""
+    runs = sorted(glob.glob(os.path.join(OUT, "*__seed*.csv")))
+    lines = ["# Peers on the surrogate: deterministic evaluation success (300 envs)", ""]
+    lines += ["| run | evaluations (env steps: success) | last | CPU time | status |", "|---|---|---:|---:|---|"]
+    for path in runs:
+        name = os.path.basename(path)[: -len(".csv")]
+        rows = read_rows(path)
+        points = evaluations(path)
+        cells = ", ".join(f"{step / 1e6:.1f}M: {100 * rate:.1f} %" for step, rate, _ in points)
+        cpu = next((float(r[7]) for r in reversed(rows) if r[7]), 0.0)
+        diverged = [r for r in rows if r[0] == "diverged"]
+        status = "finished" if any(r[0] == "eval" for r in rows) else "running or stopped"
+        if diverged:
+            status = f"diverged (NaN policy) at {int(diverged[0][1]) / 1e6:.2f}M"
+        last = f"{100 * points[-1][1]:.1f} %" if points else ""
+        lines.append(f"| `{name}` | {cells} | {last} | {cpu / 3600:.2f} h | {status} |")
+    with open(os.path.join(OUT, "summary.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
+    colours = {}
+    palette = ["tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
+    sources = [(p, os.path.basename(p).split("__seed")[0], "-") for p in runs]
+    sources += [
+        (p, "project " + os.path.basename(p).split("__seed")[0], ":")
+        for p in sorted(glob.glob(os.path.join(DEFAULTS_DIR, "*__seed*.csv")))
+    ]
+    for path, label, style in sources:
+        points = evaluations(path)
+        if not points:
+            continue
+        project = label.startswith("project ")
+        colour = colours.setdefault(
+            label,
+            {"project mappo": "tab:blue", "project happo_prod": "tab:red", "project happo_mean": "tab:green"}.get(label)
+            or palette[len([c for c in colours if not c.startswith("project ")]) % len(palette)],
+        )
+        shown = label if not any(line.get_label() == label for line in axes[0].lines) else None
+        kw = dict(color=colour, linestyle=style, marker="o", markersize=2.5, linewidth=1.0 if project else 1.4)
+        axes[0].plot([s / 1e6 for s, _, _ in points], [100 * r for _, r, _ in points], label=shown, **kw)
+        cpu = [(c / 3600, 100 * r) for _, r, c in points if c is not None]
+        if cpu:
+            axes[1].plot(*zip(*cpu), **kw)
+    for (label, values), colour in zip(ISAAC_GYM_CURVES.items(), ["black", "dimgray"]):
+        axes[0].plot(
+            [10 * (k + 1) for k in range(len(values))],
+            values,
+            color=colour,
+            linestyle="--",
+            marker="s",
+            markersize=3,
+            label=label,
+        )
+    axes[0].set_xlabel("env steps (millions; linear to 20, logarithmic beyond)")
+    axes[1].set_xlabel("CPU time of the run (hours, one thread)")
+    for ax in axes:
+        ax.set_ylabel("deterministic evaluation success (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("symlog", linthresh=20)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
+    fig.tight_layout(rect=(0, 0, 0.78, 1))
+    fig.savefig(os.path.join(OUT, "peers.png"), dpi=90)
+    plt.close(fig)
+    print(f"wrote {os.path.join(OUT, 'peers.png')}")
+
+
 def main() -> None:
     global OUT, WORK
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -208,8 +302,12 @@ def main() -> None:
     parser.add_argument("--total-frames", type=int, default=TOTAL_FRAMES, help="env steps per run")
     parser.add_argument("--results-dir", default=OUT)
     parser.add_argument("--work-dir", default=WORK, help="BenchMARL's run folders and checkpoints")
+    parser.add_argument("--plot", action="store_true", help="only write summary.md and peers.png")
     args = parser.parse_args()
     OUT, WORK = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
+    if args.plot:
+        summarise()
+        return
     import torch
 
     torch.set_num_threads(1)  # one thread per run: two runs side by side on a 2-core machine
