@@ -14,7 +14,7 @@ the networks but not the optimiser state: a resumed run restarts Adam's moments.
 BenchMARL's own defaults (its yaml files: MLP 256 x 256 Tanh, TanhNormal policy, lr 5e-5, clip 0.2,
 lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these changes for the task:
   env count 512 and batch 512 x 64 steps (the project's; BenchMARL's 10 envs x 600 steps would take
-  ~4.4 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
+  4-7 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
   lr 5e-4 (the project's, with that batch layout), device CPU, BenchMARL's own evaluation off.
 A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
 documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy).
