@@ -229,7 +229,7 @@ def summarise() -> None:
         rows = read_rows(path)
         points = evaluations(path)
         cells = ", ".join(f"{step / 1e6:.1f}M: {100 * rate:.1f} %" for step, rate, _ in points)
-        cpu = next((float(r[7]) for r in reversed(rows) if r[7]), 0.0)
+        cpu = next((float(r[7]) for r in reversed(rows) if len(r) > 7 and r[7]), 0.0)
         diverged = [r for r in rows if r[0] == "diverged"]
         status = "finished" if any(r[0] == "eval" for r in rows) else "running or stopped"
         if diverged:

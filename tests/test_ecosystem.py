@@ -296,3 +296,25 @@ def test_openrl_adapter_is_shaped_like_mapush_wrapper():
         np.testing.assert_array_equal(dones[:, 1], (expect[3] | expect[4]).numpy())
     assert int(adapter.ended) == E and adapter.steps == 7  # every env timed out once, at step 5
     assert set(adapter.batch_rewards(None)) == {f"reward_{t}" for t in envs.REWARD_TERMS}
+
+
+def test_peers_summary_reports_evaluations_divergence_and_cpu_time(tmp_path, monkeypatch):
+    """peers.py --plot's table: each run's evaluations, the last one, CPU hours and its status."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import peers
+
+    monkeypatch.setattr(peers, "OUT", str(tmp_path))
+    monkeypatch.setattr(peers, "DEFAULTS_DIR", str(tmp_path / "none"))
+    header = ",".join(peers.HEADER) + "\n"
+    (tmp_path / "benchmarl_mappo__seed1.csv").write_text(
+        header + "train,983040,900,,,-14.1,1100,1000\nduring_eval,983040,,300,0.0366,,1196,1057\n"
+        "train,1179648,700,,,7.6,1425,1270\ndiverged,1179648,,,,,1425,1270\n"
+    )
+    (tmp_path / "openrl_agn_mappo__seed1.csv").write_text(
+        header + "during_eval,2000000,,300,0.25,,2000,1800\ntrain,4000000,1500,500,0.5,3.0,3000,3600\n"
+        "eval,4000000,,300,0.5,,3100,3700\neval_finish_time_s,4000000,,,12.0,,,\n"
+    )
+    peers.summarise()
+    table = (tmp_path / "summary.md").read_text()
+    assert "| `benchmarl_mappo__seed1` | 1.0M: 3.7 % | 3.7 % | 0.35 h | diverged (NaN policy) at 1.18M |" in table
+    assert "| `openrl_agn_mappo__seed1` | 2.0M: 25.0 %, 4.0M: 50.0 % | 50.0 % | 1.03 h | finished |" in table
