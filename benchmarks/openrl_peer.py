@@ -29,19 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import envs  # noqa: E402, I001  (before torch: Isaac Gym, when present, must be imported first)
 
 import argparse  # noqa: E402
-import csv  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
+import peers  # noqa: E402  (the CSV recorder and the results folders shared with BenchMARL's peers)
 import torch  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "benchmarks", "results", "peers")
-WORK = os.path.join(ROOT, "runs", "peers")
-HEADER = ["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"]
 NUM_ENVS = 500
 EPISODE_LENGTH = 200
-EVAL_ENVS = 300
 COMMON = {  # MAPush's openrl_ws/cfgs/ppo.yaml, OpenRL's defaults otherwise
     "episode_length": EPISODE_LENGTH,
     "use_valuenorm": True,
@@ -124,17 +118,6 @@ def deterministic_actor(module, cfg):
     return act
 
 
-def csv_path(config: str, seed: int) -> str:
-    return os.path.join(OUT, f"openrl_{config}__seed{seed}.csv")
-
-
-def read_rows(path: str):
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return list(csv.reader(f))[1:]
-
-
 def save_checkpoint(path: str, module, global_step: int) -> None:
     state = {"global_step": global_step}
     for key in module.models:
@@ -158,13 +141,13 @@ def run(config: str, seed: int, total_steps: int, eval_every: int) -> None:
     from openrl.runners.common import PPOAgent
     from openrl.utils.callbacks.callbacks import BaseCallback
 
-    path = csv_path(config, seed)
-    if any(row[0] == "eval" for row in read_rows(path)):
-        print(f"skip openrl_{config} seed {seed}: finished ({path})")
+    name = f"openrl_{config}"
+    path = peers.csv_path(name, seed)
+    if peers.finished(path):
+        print(f"skip {name} seed {seed}: finished ({path})")
         return
-    folder = os.path.join(WORK, f"openrl_{config}__seed{seed}")
+    folder = os.path.join(peers.WORK, f"{name}__seed{seed}")
     os.makedirs(folder, exist_ok=True)
-    os.makedirs(OUT, exist_ok=True)
     checkpoint = os.path.join(folder, "checkpoint.pt")
 
     cfg = create_config_parser().parse_args([])
@@ -174,31 +157,9 @@ def run(config: str, seed: int, total_steps: int, eval_every: int) -> None:
     net = PPONet(env, cfg=cfg, device="cpu")
     agent = PPOAgent(net)
     start_step = 0
-    if os.path.exists(checkpoint) and read_rows(path):
+    if os.path.exists(checkpoint) and peers.read_rows(path):
         start_step = load_checkpoint(checkpoint, net.module)
-    kept = [row for row in read_rows(path) if int(float(row[1])) <= start_step] if start_step else []
-    wall_before = float(kept[-1][6]) if kept else 0.0
-    cpu_before = float(kept[-1][7]) if kept else 0.0
-    start_wall, start_cpu = time.time(), time.process_time()
-    file = open(path, "w", newline="")
-    out = csv.writer(file)
-    out.writerow(HEADER)
-    out.writerows(kept)
-
-    def row(kind, step, sps="", episodes="", success="", ret="", clocks=True):
-        wall = f"{wall_before + time.time() - start_wall:.0f}" if clocks else ""
-        cpu = f"{cpu_before + time.process_time() - start_cpu:.0f}" if clocks else ""
-        out.writerow([kind, step, sps, episodes, success, ret, wall, cpu])
-        file.flush()
-
-    def evaluation(step: int, kind: str) -> None:
-        metrics = envs.evaluate(deterministic_actor(net.module, cfg), EVAL_ENVS, seed=10_000 + seed)
-        row(kind, step, episodes=EVAL_ENVS, success=metrics["success_rate"])
-        if kind == "eval":
-            row("eval_finish_time_s", step, success=metrics["finish_time_s"], clocks=False)
-            row("eval_collaboration", step, success=metrics["collaboration_degree"], clocks=False)
-        print(f"openrl_{config} seed {seed}: {step} env steps, success {metrics['success_rate']:.3f}", flush=True)
-
+    recorder = peers.Recorder(name, seed, start_step)
     batch = NUM_ENVS * EPISODE_LENGTH
 
     class Progress(BaseCallback):
@@ -207,7 +168,7 @@ def run(config: str, seed: int, total_steps: int, eval_every: int) -> None:
 
         def __init__(self):
             super().__init__()
-            self.rollouts, self.last = 0, time.time()
+            self.rollouts = 0
 
         def _on_step(self) -> bool:
             return True
@@ -218,28 +179,27 @@ def run(config: str, seed: int, total_steps: int, eval_every: int) -> None:
                 self.iteration_done(start_step + (self.rollouts - 1) * batch)
 
         def iteration_done(self, step: int) -> None:
-            now = time.time()
-            sps, self.last = f"{batch / max(now - self.last, 1e-9):.0f}", now
+            sps = recorder.sps(batch)
             ended = int(env.ended)
             success = f"{float(env.successes) / ended:.3f}" if ended else ""
             ret = f"{float(env.return_sum) / ended:.2f}" if ended else ""
-            row("train", step, sps, ended, success, ret)
+            recorder.row("train", step, sps, ended, success, ret)
             env.clear_counts()
             if step % eval_every == 0 and step < total_steps:
-                evaluation(step, "during_eval")
+                recorder.evaluation(deterministic_actor(net.module, cfg), step, "during_eval")
                 save_checkpoint(checkpoint, net.module, step)
 
     progress = Progress()
-    print(f"run: openrl_{config} seed {seed}, {total_steps} env steps{f', from {start_step}' if start_step else ''}")
+    print(f"run: {name} seed {seed}, {total_steps} env steps{f', from {start_step}' if start_step else ''}")
     agent.train(total_time_steps=total_steps - start_step, callback=progress)
     progress.iteration_done(total_steps)  # the last update
     save_checkpoint(checkpoint, net.module, total_steps)
-    evaluation(total_steps, "eval")
-    file.close()
+    recorder.evaluation(deterministic_actor(net.module, cfg), total_steps, "eval")
+    recorder.file.close()
 
 
 def main() -> None:
-    global OUT, WORK, NUM_ENVS, EPISODE_LENGTH
+    global NUM_ENVS, EPISODE_LENGTH
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), required=True)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
@@ -249,15 +209,15 @@ def main() -> None:
     parser.add_argument(
         "--episode-length", type=int, default=EPISODE_LENGTH, help="MAPush's 200; shorter only for tests"
     )
-    parser.add_argument("--results-dir", default=OUT)
-    parser.add_argument("--work-dir", default=WORK, help="checkpoints")
+    parser.add_argument("--results-dir", default=peers.OUT)
+    parser.add_argument("--work-dir", default=peers.WORK, help="checkpoints")
     args = parser.parse_args()
     NUM_ENVS, EPISODE_LENGTH = args.num_envs, args.episode_length
     COMMON["episode_length"] = EPISODE_LENGTH
     batch = NUM_ENVS * EPISODE_LENGTH
     if args.total_steps % batch or args.eval_every % batch:
         parser.error(f"--total-steps and --eval-every must be multiples of one batch, {batch} env steps")
-    OUT, WORK = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
+    peers.OUT, peers.WORK = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
     torch.set_num_threads(1)  # one thread per run: two runs side by side on a 2-core machine
     for seed in args.seeds:
         run(args.config, seed, args.total_steps, args.eval_every)

@@ -14,7 +14,7 @@ the networks but not the optimiser state: a resumed run restarts Adam's moments.
 BenchMARL's own defaults (its yaml files: MLP 256 x 256 Tanh, TanhNormal policy, lr 5e-5, clip 0.2,
 lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these changes for the task:
   env count 512 and batch 512 x 64 steps (the project's; BenchMARL's 10 envs x 600 steps would take
-  4-7 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
+  about 7 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
   lr 5e-4 (the project's, with that batch layout), device CPU, BenchMARL's own evaluation off.
 A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
 documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy).
@@ -107,36 +107,48 @@ class Diverged(Exception):
 
 
 class Recorder:
-    """One run's CSV: rows kept from before a resume, then train / evaluation rows with the clocks."""
+    """One run's CSV (benchmarks/peers.py and benchmarks/openrl_peer.py): the rows up to the step it
+    resumes from, then train and evaluation rows with the run's wall and CPU clocks, which continue
+    across resumes."""
 
-    def __init__(self, peer: str, seed: int, kept, total_frames: int):
-        self.peer, self.seed, self.total_frames = peer, seed, total_frames
+    def __init__(self, peer: str, seed: int, resume_step: int = 0):
+        self.peer, self.seed = peer, seed
+        path = csv_path(peer, seed)
+        kept = [row for row in read_rows(path) if int(float(row[1])) <= resume_step] if resume_step else []
         self.wall_before = float(kept[-1][6]) if kept else 0.0
         self.cpu_before = float(kept[-1][7]) if kept else 0.0
         self.start_wall, self.start_cpu = time.time(), time.process_time()
         self.last_iteration = time.time()
         os.makedirs(OUT, exist_ok=True)
-        self.file = open(csv_path(peer, seed), "w", newline="")
+        self.file = open(path, "w", newline="")
         self.out = csv.writer(self.file)
         self.out.writerow(HEADER)
         self.out.writerows(kept)
 
-    def row(self, kind, frames, sps="", episodes="", success="", ret="", clocks=True) -> None:
+    def row(self, kind, step, sps="", episodes="", success="", ret="", clocks=True) -> None:
         wall = f"{self.wall_before + time.time() - self.start_wall:.0f}" if clocks else ""
         cpu = f"{self.cpu_before + time.process_time() - self.start_cpu:.0f}" if clocks else ""
-        self.out.writerow([kind, frames, sps, episodes, success, ret, wall, cpu])
+        self.out.writerow([kind, step, sps, episodes, success, ret, wall, cpu])
         self.file.flush()
 
-    def evaluation(self, experiment, kind: str) -> None:
+    def sps(self, env_steps: int) -> str:
+        """Env steps per second since the previous call (or since the recorder was made)."""
+        now = time.time()
+        rate, self.last_iteration = env_steps / max(now - self.last_iteration, 1e-9), now
+        return f"{rate:.0f}"
+
+    def evaluation(self, act, step: int, kind: str) -> None:
+        """The project's deterministic evaluation of `act` (obs -> raw actions), as a CSV row; `eval`
+        (the final one) adds the finish time and collaboration rows."""
         from envs import evaluate
 
-        metrics = evaluate(deterministic_actor(experiment.policy), EVAL_ENVS, seed=10_000 + self.seed)
-        frames = experiment.total_frames
-        self.row(kind, frames, episodes=EVAL_ENVS, success=metrics["success_rate"])
+        metrics = evaluate(act, EVAL_ENVS, seed=10_000 + self.seed)
+        self.row(kind, step, episodes=EVAL_ENVS, success=metrics["success_rate"])
         if kind == "eval":
-            self.row("eval_finish_time_s", frames, success=metrics["finish_time_s"], clocks=False)
-            self.row("eval_collaboration", frames, success=metrics["collaboration_degree"], clocks=False)
-        print(f"{self.peer} seed {self.seed}: {frames} env steps, success {metrics['success_rate']:.3f}", flush=True)
+            self.row("eval_finish_time_s", step, success=metrics["finish_time_s"], clocks=False)
+            self.row("eval_collaboration", step, success=metrics["collaboration_degree"], clocks=False)
+        print(f"{self.peer} seed {self.seed}: {step} env steps, success {metrics['success_rate']:.3f}", flush=True)
+        self.last_iteration = time.time()  # the next iteration's env steps/s leaves the evaluation out
 
 
 try:
@@ -148,9 +160,9 @@ except ImportError:  # the summary and the plot need no BenchMARL
 class ProjectEvaluation(Callback):
     """After each iteration's update: a train row, the NaN check, the evaluation every ~1M steps."""
 
-    def __init__(self, recorder: Recorder):
+    def __init__(self, recorder: Recorder, total_frames: int):
         super().__init__()
-        self.recorder = recorder
+        self.recorder, self.total_frames = recorder, total_frames
 
     def __getstate__(self):  # BenchMARL pickles its callbacks with the run's config: nothing to keep
         return {}
@@ -159,16 +171,14 @@ class ProjectEvaluation(Callback):
         import torch
 
         experiment, rec = self.experiment, self.recorder
-        now = time.time()
-        sps = f"{FRAMES_PER_BATCH / max(now - rec.last_iteration, 1e-9):.0f}"
-        rec.last_iteration = now
         ret = float(experiment.mean_return)
+        sps = rec.sps(FRAMES_PER_BATCH)
         rec.row("train", experiment.total_frames, sps=sps, ret="" if ret != ret else f"{ret:.3f}")  # NaN: no ends
         if not all(bool(torch.isfinite(p).all()) for p in experiment.policy.parameters()):
             rec.row("diverged", experiment.total_frames)
             raise Diverged(f"{rec.peer} seed {rec.seed}: NaN/inf policy parameters at {experiment.total_frames}")
-        if (experiment.n_iters_performed + 1) % EVAL_EVERY == 0 and experiment.total_frames < rec.total_frames:
-            rec.evaluation(experiment, "during_eval")
+        if (experiment.n_iters_performed + 1) % EVAL_EVERY == 0 and experiment.total_frames < self.total_frames:
+            rec.evaluation(deterministic_actor(experiment.policy), experiment.total_frames, "during_eval")
 
 
 def run(peer: str, seed: int, total_frames: int) -> None:
@@ -179,7 +189,6 @@ def run(peer: str, seed: int, total_frames: int) -> None:
         print(f"skip {peer} seed {seed}: finished ({path})")
         return
     checkpoint, frames = newest_checkpoint(peer, seed)
-    kept = [row for row in read_rows(path) if int(float(row[1])) <= frames] if checkpoint else []
     algorithm, algorithm_overrides = PEERS[peer]
     folder = os.path.join(WORK, f"{peer}__seed{seed}")
     os.makedirs(folder, exist_ok=True)
@@ -187,13 +196,12 @@ def run(peer: str, seed: int, total_frames: int) -> None:
     if checkpoint:
         overrides["restore_file"] = checkpoint
     print(f"run: {peer} seed {seed} ({algorithm}, {algorithm_overrides}){' from ' + checkpoint if checkpoint else ''}")
-    recorder = Recorder(peer, seed, kept, total_frames)
-    experiment = build_experiment(
-        algorithm, seed, overrides, algorithm_overrides, callbacks=[ProjectEvaluation(recorder)]
-    )
+    recorder = Recorder(peer, seed, frames)
+    callbacks = [ProjectEvaluation(recorder, total_frames)]
+    experiment = build_experiment(algorithm, seed, overrides, algorithm_overrides, callbacks=callbacks)
     try:
         experiment.run()
-        recorder.evaluation(experiment, "eval")
+        recorder.evaluation(deterministic_actor(experiment.policy), experiment.total_frames, "eval")
     except Diverged as err:
         print(err)
     finally:
@@ -308,6 +316,7 @@ def main() -> None:
     if args.plot:
         summarise()
         return
+    import envs  # noqa: F401, I001  (before torch: Isaac Gym, when present, must be imported first)
     import torch
 
     torch.set_num_threads(1)  # one thread per run: two runs side by side on a 2-core machine
