@@ -14,10 +14,13 @@ the networks but not the optimiser state: a resumed run restarts Adam's moments.
 BenchMARL's own defaults (its yaml files: MLP 256 x 256 Tanh, TanhNormal policy, lr 5e-5, clip 0.2,
 lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these changes for the task:
   env count 512 and batch 512 x 64 steps (the project's; BenchMARL's 10 envs x 600 steps would take
-  about 7 h per 5M env steps here), minibatch 4096 and 40 minibatch steps (5 passes, the project's),
-  lr 5e-4 (the project's, with that batch layout), device CPU, BenchMARL's own evaluation off.
+  about 7 h per 5M env steps here), minibatch 4096 and 5 passes over the batch (the project's 5 epochs
+  of 8 mini-batches: the same update work per env step as the project's scripts; BenchMARL's
+  `on_policy_n_minibatch_iters` counts passes, its default 45), lr 5e-4 (the project's, with that batch
+  layout), device CPU, BenchMARL's own evaluation off.
 A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
-documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy).
+documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy). The
+`*_40passes` peers make 40 passes (8 times the update work per env step): the first runs measured.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ TASK_LAYOUT = {  # what the task needs changed from BenchMARL's ExperimentConfig
     "on_policy_n_envs_per_worker": NUM_ENVS,
     "on_policy_collected_frames_per_batch": FRAMES_PER_BATCH,
     "on_policy_minibatch_size": 4096,
-    "on_policy_n_minibatch_iters": 5 * FRAMES_PER_BATCH // 4096,
+    "on_policy_n_minibatch_iters": 5,  # passes over the batch, each in mini-batches of the size above
     "lr": 5e-4,
     "sampling_device": "cpu",
     "train_device": "cpu",
@@ -53,11 +56,16 @@ TASK_LAYOUT = {  # what the task needs changed from BenchMARL's ExperimentConfig
     "keep_checkpoints_num": 1,
     "exclude_buffer_from_checkpoint": True,
 }
-PEERS = {  # name: (BenchMARL algorithm, algorithm overrides)
-    "benchmarl_mappo": ("mappo", {}),
-    "benchmarl_ippo": ("ippo", {}),
-    "benchmarl_mappo_normal": ("mappo", {"use_tanh_normal": False}),
-    "benchmarl_ippo_normal": ("ippo", {"use_tanh_normal": False}),
+NORMAL = {"use_tanh_normal": False}
+PASSES_40 = {"on_policy_n_minibatch_iters": 40}
+PEERS = {  # name: (BenchMARL algorithm, algorithm overrides, experiment overrides beyond TASK_LAYOUT)
+    "benchmarl_mappo": ("mappo", {}, {}),
+    "benchmarl_ippo": ("ippo", {}, {}),
+    "benchmarl_mappo_normal": ("mappo", NORMAL, {}),
+    "benchmarl_ippo_normal": ("ippo", NORMAL, {}),
+    "benchmarl_mappo_40passes": ("mappo", {}, PASSES_40),
+    "benchmarl_ippo_40passes": ("ippo", {}, PASSES_40),
+    "benchmarl_mappo_normal_40passes": ("mappo", NORMAL, PASSES_40),
 }
 HEADER = ["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"]
 
@@ -189,13 +197,14 @@ def run(peer: str, seed: int, total_frames: int) -> None:
         print(f"skip {peer} seed {seed}: finished ({path})")
         return
     checkpoint, frames = newest_checkpoint(peer, seed)
-    algorithm, algorithm_overrides = PEERS[peer]
+    algorithm, algorithm_overrides, experiment_overrides = PEERS[peer]
     folder = os.path.join(WORK, f"{peer}__seed{seed}")
     os.makedirs(folder, exist_ok=True)
-    overrides = dict(TASK_LAYOUT, max_n_frames=total_frames, save_folder=folder)
+    overrides = dict(TASK_LAYOUT, **experiment_overrides, max_n_frames=total_frames, save_folder=folder)
     if checkpoint:
         overrides["restore_file"] = checkpoint
-    print(f"run: {peer} seed {seed} ({algorithm}, {algorithm_overrides}){' from ' + checkpoint if checkpoint else ''}")
+    changes = {**algorithm_overrides, **experiment_overrides}
+    print(f"run: {peer} seed {seed} ({algorithm}, {changes}){' from ' + checkpoint if checkpoint else ''}")
     recorder = Recorder(peer, seed, frames)
     callbacks = [ProjectEvaluation(recorder, total_frames)]
     experiment = build_experiment(algorithm, seed, overrides, algorithm_overrides, callbacks=callbacks)

@@ -190,9 +190,11 @@ def test_benchmarl_trains_mappo_on_the_task(tmp_path):
 @need("benchmarl", "torchrl")
 def test_peers_launcher_resumes_and_evaluates(tmp_path, monkeypatch):
     """benchmarks/peers.py shrunk: evaluation rows every EVAL_EVERY iterations, the final evaluation,
-    and a stopped run resumed from its checkpoint with its CSV cut back to it."""
+    the update work per iteration (passes x mini-batches), and a stopped run resumed from its checkpoint
+    with its CSV cut back to it."""
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import peers
+    from benchmarl.experiment import Experiment
 
     monkeypatch.setattr(peers, "OUT", str(tmp_path / "out"))
     monkeypatch.setattr(peers, "WORK", str(tmp_path / "work"))
@@ -205,7 +207,14 @@ def test_peers_launcher_resumes_and_evaluates(tmp_path, monkeypatch):
     monkeypatch.setattr(peers, "TASK_LAYOUT", layout)
     real_evaluate = envs.evaluate
     monkeypatch.setattr(envs, "evaluate", lambda act, n, seed=0: real_evaluate(act, n, seed=seed, max_episode_steps=10))
+    optimiser_steps = []
+    real_optimizer_loop = Experiment._optimizer_loop
+    monkeypatch.setattr(
+        Experiment, "_optimizer_loop", lambda self, group: optimiser_steps.append(1) or real_optimizer_loop(self, group)
+    )
     peers.run("benchmarl_ippo_normal", 1, 1024)
+    # on_policy_n_minibatch_iters counts passes: 4 iterations x 2 passes x (256 / 128) mini-batches
+    assert len(optimiser_steps) == 16
     rows = peers.read_rows(peers.csv_path("benchmarl_ippo_normal", 1))
     kinds = [(r[0], int(r[1])) for r in rows]
     assert ("during_eval", 512) in kinds and ("eval", 1024) in kinds and kinds.count(("train", 768)) == 1
