@@ -267,7 +267,9 @@ def summarise() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     colours = {}
     palette = ["tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
-    sources = [(p, os.path.basename(p).split("__seed")[0], "-") for p in runs]
+    sources = [  # a 40-pass peer: its 5-pass twin's colour, dash-dotted
+        (p, os.path.basename(p).split("__seed")[0], "-." if "_40passes__" in p else "-") for p in runs
+    ]
     sources += [
         (p, "project " + os.path.basename(p).split("__seed")[0], ":")
         for p in sorted(glob.glob(os.path.join(DEFAULTS_DIR, "*__seed*.csv")))
@@ -278,7 +280,7 @@ def summarise() -> None:
             continue
         project = label.startswith("project ")
         colour = colours.setdefault(
-            label,
+            label.replace("_40passes", ""),
             {"project mappo": "tab:blue", "project happo_prod": "tab:red", "project happo_mean": "tab:green"}.get(label)
             or palette[len([c for c in colours if not c.startswith("project ")]) % len(palette)],
         )
