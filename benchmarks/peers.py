@@ -21,6 +21,7 @@ lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these chang
 A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
 documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy). The
 `*_40passes` peers make 40 passes (8 times the update work per env step): the first runs measured.
+The `*_lr5e-5` peers keep BenchMARL's own learning rate, to tell whether the NaN comes from the larger one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ PEERS = {  # name: (BenchMARL algorithm, algorithm overrides, experiment overrid
     "benchmarl_mappo_40passes": ("mappo", {}, PASSES_40),
     "benchmarl_ippo_40passes": ("ippo", {}, PASSES_40),
     "benchmarl_mappo_normal_40passes": ("mappo", NORMAL, PASSES_40),
+    "benchmarl_mappo_lr5e-5": ("mappo", {}, {"lr": 5e-5}),  # BenchMARL's own lr: is the NaN the larger lr's?
+    "benchmarl_ippo_lr5e-5": ("ippo", {}, {"lr": 5e-5}),
 }
 HEADER = ["kind", "global_step", "sps", "episodes", "success_rate", "episodic_return", "wall_s", "cpu_s"]
 
@@ -267,8 +270,13 @@ def summarise() -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.8))
     colours = {}
     palette = ["tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"]
-    sources = [  # a 40-pass peer: its 5-pass twin's colour, dash-dotted
-        (p, os.path.basename(p).split("__seed")[0], "-." if "_40passes__" in p else "-") for p in runs
+    sources = [  # a variant in its twin's colour: 40 passes -., lr 5e-5 -..
+        (
+            p,
+            os.path.basename(p).split("__seed")[0],
+            "-." if "_40passes__" in p else (0, (5, 1, 1, 1, 1, 1)) if "_lr5e-5__" in p else "-",
+        )
+        for p in runs
     ]
     sources += [
         (p, "project " + os.path.basename(p).split("__seed")[0], ":")
@@ -280,7 +288,7 @@ def summarise() -> None:
             continue
         project = label.startswith("project ")
         colour = colours.setdefault(
-            label.replace("_40passes", ""),
+            label.replace("_40passes", "").replace("_lr5e-5", ""),
             {"project mappo": "tab:blue", "project happo_prod": "tab:red", "project happo_mean": "tab:green"}.get(label)
             or palette[len([c for c in colours if not c.startswith("project ")]) % len(palette)],
         )
