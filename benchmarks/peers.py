@@ -314,6 +314,7 @@ def summarise() -> None:
         ax.set_ylabel("deterministic evaluation success (%)")
         ax.grid(alpha=0.3)
     axes[0].set_xscale("symlog", linthresh=20)
+    axes[0].set_xticks([0, 5, 10, 15, 20, 50, 100], ["0", "5", "10", "15", "20", "50", "100"])
     fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8)
     fig.tight_layout(rect=(0, 0, 0.78, 1))
     fig.savefig(os.path.join(OUT, "peers.png"), dpi=90)
