@@ -20,7 +20,7 @@ lambda 0.9, gamma 0.99, no entropy bonus, gradient clip 5) with only these chang
   layout), device CPU, BenchMARL's own evaluation off.
 A run whose policy turns NaN stops there and says so ("diverged" row); `*_normal` peers are the one
 documented alternative for that (use_tanh_normal=False, BenchMARL's plain Normal policy). The
-`*_40passes` peers make 40 passes (8 times the update work per env step): the first runs measured.
+`*_40passes` peers make 40 passes (8 times the update work per env step).
 The `*_lr5e-5` peers keep BenchMARL's own learning rate, to tell whether the NaN comes from the larger one.
 """
 
