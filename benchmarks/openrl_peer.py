@@ -211,6 +211,7 @@ def main() -> None:
     )
     parser.add_argument("--results-dir", default=peers.OUT)
     parser.add_argument("--work-dir", default=peers.WORK, help="checkpoints")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 lets two runs share a 2-core machine")
     args = parser.parse_args()
     NUM_ENVS, EPISODE_LENGTH = args.num_envs, args.episode_length
     COMMON["episode_length"] = EPISODE_LENGTH
@@ -218,7 +219,7 @@ def main() -> None:
     if args.total_steps % batch or args.eval_every % batch:
         parser.error(f"--total-steps and --eval-every must be multiples of one batch, {batch} env steps")
     peers.OUT, peers.WORK = os.path.abspath(args.results_dir), os.path.abspath(args.work_dir)
-    torch.set_num_threads(1)  # one thread per run: two runs side by side on a 2-core machine
+    torch.set_num_threads(args.threads)
     for seed in args.seeds:
         run(args.config, seed, args.total_steps, args.eval_every)
 
