@@ -8,7 +8,6 @@ import importlib.util
 import math
 import os
 import shlex
-import shutil
 import signal
 import sys
 import time
@@ -160,8 +159,8 @@ def args_error(args: Args) -> Optional[str]:
         return "--track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
-    if args.compile and not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
-        return "--compile needs a C++ compiler on the PATH (c++, g++ or clang++); install one or leave --compile out"
+    if args.compile and envs.compile_problem() is not None:
+        return f"--compile {envs.compile_problem()}, or leave --compile out"
     try:
         envs.cuboid_push.task_config_from_options(envs.parse_task_options(args.env_options))
     except (ValueError, TypeError) as err:
@@ -441,9 +440,23 @@ def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -
 # A checkpoint holds the state_dict of every object in `saved_objects`, the env's state, the args and
 # the counters: tensors and plain data only (it loads with weights_only=True). Flags a resumed run may
 # change: how long it runs and what it writes, never what it learns.
-CHECKPOINT_LAYOUT = 2  # what a checkpoint holds; a checkpoint of another layout gets one clear line
+CHECKPOINT_LAYOUT = 3  # what a checkpoint holds; a checkpoint of another layout gets one clear line
+READABLE_LAYOUTS = (2, 3)  # 2: the same with Python floats, which torch 1.13 cannot load safely
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
 RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile")
+
+
+def floats_as_tensors(tree, back: bool = False):
+    """`tree` with every Python float as a 0-d float64 tensor, or with back=True the reverse. torch 1.13's
+    weights_only loader refuses Python floats (2.x reads them), and the args and the optimisers'
+    settings hold some; no state_dict here holds a 0-d float64 tensor of its own (Adam's step is float32)."""
+    if isinstance(tree, dict):
+        return type(tree)((key, floats_as_tensors(value, back)) for key, value in tree.items())
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(floats_as_tensors(value, back) for value in tree)
+    if back and isinstance(tree, torch.Tensor) and tree.dtype == torch.float64 and tree.dim() == 0:
+        return tree.item()
+    return torch.tensor(tree, dtype=torch.float64) if isinstance(tree, float) and not back else tree
 
 
 class RandomState:
@@ -481,15 +494,15 @@ def load_checkpoint(path: str, device: torch.device, resume_args: Optional[Args]
     if not os.path.isfile(path):
         raise SystemExit(f"error: no checkpoint file at {path}")
     try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
+        ckpt = floats_as_tensors(torch.load(path, map_location=device, weights_only=True), back=True)
     except Exception as err:  # truncated, not a torch file, or holding more than tensors and plain data
         raise SystemExit(f"error: {path} is not a readable checkpoint ({type(err).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("algo") != "happo":
         raise SystemExit(f"error: {path} is not a checkpoint of {os.path.basename(__file__)}")
-    if ckpt.get("layout", 1) != CHECKPOINT_LAYOUT:
+    if ckpt.get("layout", 1) not in READABLE_LAYOUTS:
         raise SystemExit(
-            f"error: {path} has checkpoint layout {ckpt.get('layout', 1)} (an older version of this script); "
-            f"this one reads layout {CHECKPOINT_LAYOUT}: evaluate or resume it with the version that wrote it"
+            f"error: {path} has checkpoint layout {ckpt.get('layout', 1)} (another version of this script); "
+            f"this one reads layouts {READABLE_LAYOUTS}: evaluate or resume it with the version that wrote it"
         )
     saved_args = ckpt["args"]
     changed = [
@@ -699,7 +712,7 @@ if __name__ == "__main__":
         checkpoint.update(state_dim=state_dim, num_agents=A, action_dim=action_dim)
         checkpoint.update(global_step=global_step, iteration=iteration)
         checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
-        torch.save(checkpoint, model_path + ".tmp")
+        torch.save(floats_as_tensors(checkpoint), model_path + ".tmp")
         os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
 
     # TRY NOT TO MODIFY: start the game
@@ -914,7 +927,15 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, stop_during_final_evaluation)
     print(f"model saved to {model_path}", flush=True)
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
-        print(f"evaluate with: python {os.path.basename(__file__)} --backend isaacgym --eval-checkpoint {model_path}")
+        command = [
+            sys.executable,
+            sys.argv[0],
+            "--backend",
+            "isaacgym",
+            "--eval-checkpoint",
+            os.path.abspath(model_path),
+        ]
+        print(f"evaluate with: {shlex.join(command)}")
     elif args.eval_envs > 0:
         evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=print)
     writer.close()

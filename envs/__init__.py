@@ -19,6 +19,10 @@ except Exception as err:  # ImportError, or a broken install (e.g. libpython3.8 
     isaacgym = None
     ISAACGYM_IMPORT_ERROR = err
 
+import os  # noqa: E402
+import shutil  # noqa: E402
+from typing import Optional  # noqa: E402
+
 import torch  # noqa: E402
 
 from envs.cuboid_push import (  # noqa: E402
@@ -34,7 +38,7 @@ from envs.evaluation import evaluate  # noqa: E402
 BACKENDS = ("auto", "torch", "isaacgym")
 
 __all__ = ["BACKENDS", "REWARD_TERMS", "STATE_LAYOUT", "CuboidPushEnv", "TaskConfig", "evaluate", "make_env"]
-__all__ += ["OBS_YAW_FEATURES", "parse_task_options", "require_backend", "resolve_backend"]
+__all__ += ["OBS_YAW_FEATURES", "compile_problem", "parse_task_options", "require_backend", "resolve_backend"]
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -57,6 +61,22 @@ def require_backend(name: str, device: str) -> None:
         from envs.isaacgym_push import require_isaacgym
 
         require_isaacgym(device)
+
+
+def compile_problem() -> Optional[str]:
+    """Why torch.compile cannot run here, as the end of a sentence starting with what asked for it
+    ("--compile needs ..."), or None when it can."""
+    if not hasattr(torch, "compile"):
+        return f"needs torch >= 2.0 (torch.compile); this is torch {torch.__version__}"
+    if not any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++")):
+        return "needs a C++ compiler on the PATH (c++, g++ or clang++); install one"
+    torch_dir = os.path.dirname(torch.__file__)
+    if " " in torch_dir:  # seen with torch 2.13: the compiler's -I flag splits at the space
+        return (
+            f"cannot build here: torch is installed in a path with a space ({torch_dir}), which inductor's "
+            "C++ compile line leaves unquoted (a torch bug); install torch in a path without spaces"
+        )
+    return None
 
 
 def make_env(num_envs: int, device: str = "cpu", seed: int = 0, backend: str = "auto", **task_options):

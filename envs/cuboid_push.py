@@ -465,6 +465,11 @@ class CuboidPushEnv(PushTaskSpec):
         self.episode_return = torch.zeros(E, 2, device=dev)
         self._core = step_core
         if compile:
+            from envs import compile_problem
+
+            problem = compile_problem()
+            if problem is not None:
+                raise ValueError(f"compile=True {problem}")
             self._core = torch.compile(step_core, dynamic=False)
         self._trails = None  # positions recorded for rendering, see record_trails()
 

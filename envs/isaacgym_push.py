@@ -197,7 +197,7 @@ class IsaacGymPushEnv(PushTaskSpec):
         if self.env.num_agents != self.num_agents:
             raise RuntimeError(f"expected MAPush's 2-robot task, got {self.env.num_agents} agents")
         # MAPush's wrapper makes its action scale on "cuda", i.e. cuda:0: remake it on this env's device.
-        self.env.action_scale = torch.full_like(self.env.action_scale, ACTION_SCALE, device=self.device)
+        self.env.action_scale = torch.full(self.env.action_scale.shape, ACTION_SCALE, device=self.device)
         base = self.env.env
         if max_episode_steps is not None:  # MAPush ends an episode once its counter exceeds this limit
             base.max_episode_length = int(max_episode_steps) - 1

@@ -1,4 +1,5 @@
-"""--compile: the same results as eager mode, no graph breaks or recompiles, a clear error without a compiler."""
+"""--compile: the same results as eager mode, no graph breaks or recompiles; a clear error where it cannot run
+(no C++ compiler, torch < 2, torch in a path with a space)."""
 
 import glob
 import os
@@ -7,14 +8,16 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import ROOT
 
+import envs
 import happo_mapush as happo
 import mappo_mapush as mappo
 
 TINY = ["--num-envs", 16, "--num-steps", 8, "--max-episode-steps", 6, "--total-timesteps", 256, "--eval-envs", 0]
 TINY += ["--hidden-sizes", 16, 16, "--num-minibatches", 2, "--update-epochs", 2, "--critic-epochs", 2]
-HAS_COMPILER = any(shutil.which(cxx) for cxx in ("c++", "g++", "clang++"))
+COMPILE_PROBLEM = envs.compile_problem()  # None where torch.compile can run here
 
 
 def logged_scalars(run_dir):
@@ -38,13 +41,34 @@ def train(script, extra, cwd):
 
 
 @pytest.mark.parametrize("script", [mappo, happo])
-def test_compile_without_a_cpp_compiler_is_refused_in_one_line(script, monkeypatch):
-    monkeypatch.setattr(script.shutil, "which", lambda name: None)
+def test_compile_where_it_cannot_run_is_refused_in_one_line(script, monkeypatch, tmp_path):
+    assert script.args_error(script.Args()) is None  # eager mode needs none of it
+    monkeypatch.setattr(torch, "compile", lambda fn, **options: fn, raising=False)  # as torch >= 2 has
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "--compile needs a C++ compiler on the PATH" in script.args_error(script.Args(compile=True))
-    assert script.args_error(script.Args()) is None  # eager mode needs none
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(torch, "__file__", "/home/me/my envs/py311/lib/python3.11/site-packages/torch/__init__.py")
+    message = script.args_error(script.Args(compile=True))
+    assert "path with a space (/home/me/my envs/py311/" in message and "a torch bug" in message
+    monkeypatch.delattr(torch, "compile")  # torch 1.13, the Isaac Gym stack's
+    expected = (
+        f"--compile needs torch >= 2.0 (torch.compile); this is torch {torch.__version__}, or leave --compile out"
+    )
+    assert script.args_error(script.Args(compile=True)) == expected
+    with pytest.raises(ValueError, match="compile=True needs torch >= 2.0"):
+        envs.make_env(2, compile=True)
+    monkeypatch.undo()
+    # The script itself, here without a C++ compiler on the PATH (or on torch 1.13): one line, nothing created.
+    env = dict(os.environ, PYTHONPATH=ROOT, PATH=str(tmp_path / "no-compilers-here"))
+    script_path = os.path.join(ROOT, script.__name__ + ".py")
+    proc = subprocess.run(
+        [sys.executable, script_path, "--compile"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and proc.stderr.startswith("error: --compile needs ") and proc.stderr.count("\n") == 1
+    assert os.listdir(str(tmp_path)) == []
 
 
-@pytest.mark.skipif(not HAS_COMPILER, reason="torch.compile needs a C++ compiler")
+@pytest.mark.skipif(COMPILE_PROBLEM is not None, reason=f"torch.compile {COMPILE_PROBLEM}")
 @pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
 def test_compiled_training_equals_eager_training(script, tmp_path):
     """Two iterations (rollout, GAE, actor and critic epochs, env step) with and without --compile:

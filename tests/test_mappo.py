@@ -201,7 +201,8 @@ def test_reward_scale_and_variant_flags_reach_the_learner(tmp_path):
 def test_resume_continues_exactly_and_refuses_changed_flags(tmp_path):
     assert_resume_is_exact("mappo_mapush.py", TINY + ["--no-share-param"], 64, tmp_path)
     path = str(tmp_path / "saved.cleanrl_model")
-    torch.save({"algo": "mappo", "layout": mappo.CHECKPOINT_LAYOUT, "args": asdict(mappo.Args())}, path)
+    saved = {"algo": "mappo", "layout": mappo.CHECKPOINT_LAYOUT, "args": asdict(mappo.Args())}
+    torch.save(mappo.floats_as_tensors(saved), path)
     cpu = torch.device("cpu")
     mappo.load_checkpoint(path, cpu, resume_args=mappo.Args(total_timesteps=10, eval_envs=3))  # run length, I/O
     with pytest.raises(SystemExit, match="--gamma 0.99 -> 0.9"):
