@@ -4,7 +4,8 @@ Optional extra (requirements-ecosystem.txt); never imported by the training scri
 
     python -m envs.benchmarl_task --algorithm mappo --seed 0               # BenchMARL's defaults
     python -m envs.benchmarl_task --algorithm ippo --experiment max_n_frames=5_000_000 \\
-        --experiment on_policy_n_envs_per_worker=512 --algorithm-option use_tanh_normal=false
+        --experiment on_policy_n_envs_per_worker=512 --experiment on_policy_collected_frames_per_batch=32768 \\
+        --experiment evaluation_interval=983040 --algorithm-option use_tanh_normal=false
 
 In Python, `CuboidPushTask.CUBOID_PUSH.get_task()` is a `benchmarl.environments.TaskClass` (config:
 envs.TaskConfig fields, e.g. {"max_episode_steps": 1001}) for `benchmarl.experiment.Experiment`. The

@@ -1,0 +1,107 @@
+"""The commands of docs/ecosystem.md and docs/isaacgym.md that can run on a CPU, run as documented.
+
+Training commands run as written with flags appended after the documented ones (the last value of a
+flag wins) that cut them to a few iterations; Python examples run as written. The install commands
+are .ci/run's own (requirements-ecosystem.txt on the 3.11 leg, requirements-isaacgym-py38.txt with
+.ci/py38-constraints.txt on the 3.8 leg); Isaac Gym and a MAPush checkout are not on a CPU machine,
+so the Isaac Gym command runs over the stand-in of tests/fake_isaacgym_run.py. The package build
+that `pip install -e .` does is checked here too.
+"""
+
+import glob
+import importlib.util
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+from conftest import ROOT
+
+FAKE_ISAACGYM = os.path.join(ROOT, "tests", "fake_isaacgym_run.py")
+HAS_BENCHMARL = all(importlib.util.find_spec(name) for name in ("benchmarl", "torchrl"))
+EXTRAS = "pip install -r requirements-ecosystem.txt && pip install --no-deps benchmarl==1.5.2"
+
+
+def doc(name):
+    with open(os.path.join(ROOT, "docs", name)) as f:
+        return f.read()
+
+
+def fenced(text, language):
+    """The fenced code blocks of one language, continuation lines joined."""
+    blocks = re.findall(rf"```{language}\n(.*?)```", text, re.DOTALL)
+    return [block.replace("\\\n", " ") for block in blocks]
+
+
+def commands(text, prefix):
+    """Every documented command line starting with `prefix`: in bash blocks and in inline code."""
+    lines = [line.strip() for block in fenced(text, "bash") for line in block.splitlines()]
+    lines += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.DOTALL))
+    return [line for line in lines if line.startswith(prefix)]
+
+
+def run(cmd, cwd, timeout=600):
+    env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
+    env.pop("MAPUSH_ROOT", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{shlex.join(cmd)}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout
+
+
+@pytest.mark.skipif(not HAS_BENCHMARL, reason=f"benchmarl, torchrl not installed: {EXTRAS}")
+def test_the_benchmarl_commands_of_ecosystem_md_run(tmp_path):
+    found = sorted(set(commands(doc("ecosystem.md"), "python -m envs.benchmarl_task")))
+    assert len(found) == 3  # bare and MAPPO: BenchMARL's defaults; IPPO with the project's batch layout
+    for k, line in enumerate(found):
+        cmd = [sys.executable] + shlex.split(line)[1:]
+        batch = re.search(r"on_policy_collected_frames_per_batch=(\d+)", line)
+        frames = int(batch.group(1)) if batch else 6000  # BenchMARL's default batch
+        # One iteration, one pass over its batch; the documented batch and evaluation interval kept.
+        cmd += ["--experiment", f"max_n_frames={frames}", "--experiment", "on_policy_n_minibatch_iters=1"]
+        (tmp_path / str(k)).mkdir()
+        out = run(cmd, tmp_path / str(k))
+        assert "BenchMARL run folder" in out, out[-2000:]
+        (counters,) = glob.glob(str(tmp_path / str(k) / "runs/benchmarl/*/*/scalars/counters_total_frames.csv"))
+        with open(counters) as f:
+            assert f.read().strip().splitlines()[-1].endswith(f"{frames}.0")
+
+
+@pytest.mark.parametrize(
+    "block, needs",
+    [(0, ("torchrl", "tensordict")), (1, ("pettingzoo",))],
+    ids=["torchrl", "pettingzoo"],
+)
+def test_the_python_examples_of_ecosystem_md_run(block, needs, tmp_path):
+    missing = [name for name in needs if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: {EXTRAS}")
+    code = fenced(doc("ecosystem.md"), "python")[block]
+    assert any(f"import {name}" in code or f"envs.{name}" in code for name in ("torchrl_env", "pettingzoo_env"))
+    run([sys.executable, "-c", code], tmp_path)
+
+
+def test_the_isaacgym_training_command_of_isaacgym_md_runs(tmp_path):
+    """MAPush's batch (500 envs x 200 steps) for one iteration, over the stand-in for Isaac Gym."""
+    (line,) = commands(doc("isaacgym.md"), "python mappo_mapush.py --backend isaacgym")
+    cmd = [sys.executable, FAKE_ISAACGYM, os.path.join(ROOT, "mappo_mapush.py")] + shlex.split(line)[2:]
+    out = run(cmd + ["--total-timesteps", "100000", "--max-episode-steps", "20"], tmp_path)
+    assert "iter 1/1 global_step=100000 " in out and "evaluate with: " in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("setuptools") is None, reason="setuptools is needed to build the package")
+def test_the_package_holds_the_scripts_and_envs_with_a_runs_folder_present(tmp_path):
+    """`pip install -e .` from a checkout that has been used (runs/, benchmarks/, tests/ beside the code)."""
+    for name in ("pyproject.toml", "mappo_mapush.py", "happo_mapush.py", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
+    shutil.copytree(os.path.join(ROOT, "envs"), tmp_path / "envs", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("runs/mapush__x__1__1", "benchmarks", "tests", "docs"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "__init__.py").write_text("")
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", "dist", "."], tmp_path)
+    (wheel,) = glob.glob(str(tmp_path / "dist" / "*.whl"))
+    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if ".dist-info" not in name}
+    assert top == {"mappo_mapush.py", "happo_mapush.py", "envs"}
