@@ -24,15 +24,14 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # envs/ and the scripts, for `analyse` (imported there: `train` needs no torch)
 OUT = os.path.join(ROOT, "benchmarks", "results", "plateau")
-BATCH = 512 * 64  # the defaults' env steps per iteration
 
 
-def milestone_steps(millions: float) -> int:
+def milestone_steps(millions: float, batch: int) -> int:
     """Whole batches up to `millions` env steps (the scripts train whole batches)."""
-    return int(millions * 1e6) // BATCH * BATCH
+    return round(millions * 1e6) // batch * batch
 
 
-def train(script: str, seed: int, milestones, work_dir: str, extra) -> None:
+def train(script: str, seed: int, milestones, work_dir: str, extra, batch: int = 512 * 64) -> None:
     name = f"{os.path.splitext(script)[0]}_seed{seed}"
     keep = os.path.join(work_dir, "plateau", name)
     os.makedirs(keep, exist_ok=True)
@@ -41,7 +40,7 @@ def train(script: str, seed: int, milestones, work_dir: str, extra) -> None:
         if os.path.exists(kept):
             continue
         cmd = [sys.executable, "-u", os.path.join(ROOT, script), "--seed", str(seed), "--exp-name", name]
-        cmd += ["--total-timesteps", str(milestone_steps(millions)), "--eval-every", "30"] + list(extra)
+        cmd += ["--total-timesteps", str(milestone_steps(millions, batch)), "--eval-every", "30"] + list(extra)
         pattern = os.path.join(work_dir, "runs", f"mapush__{name}__{seed}__*", f"{name}.cleanrl_model")
         saved = glob.glob(pattern)
         if saved:  # continue the run where it was last saved (one run folder for every segment)
@@ -173,7 +172,7 @@ def tensorboard_means(run_dir: str, step: int):
     return out
 
 
-def analyse(work_dir: str, num_envs: int) -> None:
+def analyse(work_dir: str, num_envs: int, out: str = OUT) -> None:
     import torch
 
     rows, by_distance = [], []
@@ -211,9 +210,9 @@ def analyse(work_dir: str, num_envs: int) -> None:
             print(
                 f"{name} at {step / 1e6:.1f}M: success {row['success']:.3f}, timeout {row['timeout']:.3f}", flush=True
             )
-    os.makedirs(OUT, exist_ok=True)
-    write_table(os.path.join(OUT, "milestones.csv"), rows)
-    write_table(os.path.join(OUT, "by_distance.csv"), by_distance)
+    os.makedirs(out, exist_ok=True)
+    write_table(os.path.join(out, "milestones.csv"), rows)
+    write_table(os.path.join(out, "by_distance.csv"), by_distance)
 
 
 def write_table(path: str, rows) -> None:
@@ -235,6 +234,7 @@ def main() -> None:
     t.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     t.add_argument("--milestones", nargs="+", type=float, default=[2, 4, 6, 8, 10, 12])
     t.add_argument("--work-dir", default=ROOT, help="where the script runs: its runs/ and the kept checkpoints")
+    t.add_argument("--batch", type=int, default=512 * 64, help="env steps per iteration (--num-envs x --num-steps)")
     t.add_argument("extra", nargs="*", help="extra flags for the script, after --")
     a = sub.add_parser("analyse")
     a.add_argument("--work-dir", default=ROOT, help="the folder `train` ran in")
@@ -242,7 +242,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.command == "train":
         for seed in args.seeds:
-            train(args.script, seed, args.milestones, os.path.abspath(args.work_dir), args.extra)
+            train(args.script, seed, args.milestones, os.path.abspath(args.work_dir), args.extra, args.batch)
     else:
         analyse(os.path.abspath(args.work_dir), args.num_envs)
 

@@ -230,3 +230,30 @@ def test_every_study_config_trains_something_its_grid_does_not_already_train():
     assert baseline == tyro.cli(
         happo_mapush.Args, args=study_module.GRIDS["harl"]["harl-happo_prod"][1:] + ["--bootstrap-timeouts"]
     )
+
+
+def test_plateau_keeps_a_checkpoint_per_milestone_resumes_and_analyses(tmp_path):
+    """benchmarks/plateau.py shrunk: milestones at 2 and 4 iterations of 64 env steps, the second segment
+    a --resume of the first; a second launch skips both; `analyse` measures each kept checkpoint."""
+    cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "plateau.py"), "train", "--seeds", "1"]
+    cmd += ["--milestones", "0.000128", "0.000256", "--batch", "64", "--work-dir", str(tmp_path), "--"] + TINY
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = [line for line in proc.stdout.splitlines() if line.startswith("run:")]
+    assert len(runs) == 2 and "--resume" not in runs[0] and "--resume" in runs[1] and "--total-timesteps 256" in runs[1]
+    kept = tmp_path / "plateau" / "mappo_mapush_seed1"
+    assert sorted(os.listdir(str(kept))) == ["at_0.000128M.cleanrl_model", "at_0.000256M.cleanrl_model", "train.log"]
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "run:" not in again.stdout
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import plateau
+
+    plateau.analyse(str(tmp_path), num_envs=5, out=str(tmp_path / "out"))
+    rows = list(csv.DictReader(open(tmp_path / "out" / "milestones.csv")))
+    assert [float(r["env steps (M)"]) for r in rows] == [0.000128, 0.000256]
+    for row in rows:  # each episode ends one way, within the 6-step limit
+        assert float(row["success"]) + float(row["failure"]) + float(row["timeout"]) == pytest.approx(1.0)
+        assert float(row["std"]) > 0 and float(row["advantage std"]) > 0
+    by_distance = list(csv.DictReader(open(tmp_path / "out" / "by_distance.csv")))
+    assert sum(int(r["envs"]) for r in by_distance[:3]) == 5
