@@ -118,6 +118,8 @@ class Args:
     """action std: harl = std_max * sigmoid(theta), bounded (HARL); free = exp(log_std) from 1 (OpenRL, MAPPO paper)"""
     std_max: float = 1.0
     """ceiling of the harl std (HARL: 0.5, which leaves ~0.18 m/s of exploration on MAPush)"""
+    tanh_mean: bool = False
+    """squash the action mean into (-1, 1), the range the env clips actions to (HARL: unbounded)"""
     obs_norm: bool = True
     """normalise actor and critic inputs with running per-feature mean/variance of rollout data (HARL: off)"""
     cos_sin_yaws: bool = True
@@ -194,24 +196,27 @@ def mlp(in_dim: int, hidden_sizes: Tuple[int, ...], input_layernorm: bool) -> nn
 
 
 class Actor(nn.Module):
-    """Diagonal Gaussian policy: unbounded mean, state-independent std.
+    """Diagonal Gaussian policy: unbounded (or with --tanh-mean, tanh-squashed) mean, state-independent std.
 
     std_type "harl": std = std_max * sigmoid(theta), theta from 1 (0.731 std_max, never above std_max),
     as HARL with std_max 0.5. std_type "free": std = exp(theta), theta from 0 (std 1, unbounded), as
     OpenRL and the MAPPO paper."""
 
-    def __init__(self, obs_dim, action_dim, hidden_sizes, std_type="harl", std_max=0.5, input_layernorm=True):
+    def __init__(
+        self, obs_dim, action_dim, hidden_sizes, std_type="harl", std_max=0.5, input_layernorm=True, tanh_mean=False
+    ):
         super().__init__()
         self.base = mlp(obs_dim, hidden_sizes, input_layernorm)
         self.mean = layer_init(nn.Linear(hidden_sizes[-1], action_dim), std=0.01)
-        self.std_type, self.std_max = std_type, std_max
+        self.std_type, self.std_max, self.tanh_mean = std_type, std_max, tanh_mean
         self.std_theta = nn.Parameter(torch.full((action_dim,), 1.0 if std_type == "harl" else 0.0))
 
     def std(self) -> torch.Tensor:
         return self.std_max * torch.sigmoid(self.std_theta) if self.std_type == "harl" else self.std_theta.exp()
 
     def forward(self, obs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        return self.mean(self.base(obs)), self.std()
+        mean = self.mean(self.base(obs))
+        return (torch.tanh(mean) if self.tanh_mean else mean), self.std()
 
 
 def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
@@ -330,10 +335,8 @@ def make_networks(args: Args, obs_dim: int, state_dim: int, action_dim: int, num
     obs_encoder = InputEncoder(obs_dim, envs.OBS_YAW_FEATURES if args.cos_sin_yaws else (), args.obs_norm)
     state_encoder = InputEncoder(state_dim, (), args.obs_norm)  # the state holds yaws as cos, sin already
     num_actors = num_agents  # HAPPO: one actor per agent, never shared
-    actors = nn.ModuleList(
-        Actor(obs_encoder.out_dim, action_dim, args.hidden_sizes, args.std_type, args.std_max, args.input_layernorm)
-        for _ in range(num_actors)
-    )
+    settings = (args.hidden_sizes, args.std_type, args.std_max, args.input_layernorm, args.tanh_mean)
+    actors = nn.ModuleList(Actor(obs_encoder.out_dim, action_dim, *settings) for _ in range(num_actors))
     per_agent = args.value_target == "agent"
     critic = Critic(state_encoder.out_dim, num_agents, args.hidden_sizes, per_agent, args.input_layernorm)
     return obs_encoder.to(device), state_encoder.to(device), actors.to(device), critic.to(device)

@@ -47,6 +47,16 @@ CONFIGS = {
     "mappo_lr1e-3": ["mappo_mapush.py", "--actor-lr", "1e-3", "--critic-lr", "1e-3"] + EVAL_EVERY,
     "mappo_gamma0.995": ["mappo_mapush.py", "--gamma", "0.995"] + EVAL_EVERY,
     "mappo_ent0.03": ["mappo_mapush.py", "--ent-coef", "0.03"] + EVAL_EVERY,  # the HAPPO fork's entropy bonus
+    # Screening for fewer env steps to 90 % (docs/results.md, "The plateau"): one change from the defaults
+    # each, 2 seeds x 10M env steps, MAPPO first (results/screening/).
+    "mappo_no_clip_vloss": ["mappo_mapush.py", "--no-clip-vloss"] + EVAL_EVERY,
+    "mappo_critic_epochs10": ["mappo_mapush.py", "--critic-epochs", "10"] + EVAL_EVERY,
+    "mappo_steps128": ["mappo_mapush.py", "--num-envs", "256", "--num-steps", "128"] + EVAL_EVERY,
+    "mappo_tanh_mean": ["mappo_mapush.py", "--tanh-mean"] + EVAL_EVERY,
+    "mappo_anneal_lr": ["mappo_mapush.py", "--anneal-lr"] + EVAL_EVERY,
+    "mappo_lambda0.98": ["mappo_mapush.py", "--gae-lambda", "0.98"] + EVAL_EVERY,
+    "mappo_ent0": ["mappo_mapush.py", "--ent-coef", "0"] + EVAL_EVERY,
+    "mappo_minibatches16": ["mappo_mapush.py", "--num-minibatches", "16"] + EVAL_EVERY,
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,

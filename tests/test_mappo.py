@@ -310,3 +310,17 @@ def test_evaluation_reads_but_never_updates_the_observation_statistics():
     assert set(metrics) == {"success_rate", "finish_time_s", "collaboration_degree"}
     for key, value in obs_encoder.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+@pytest.mark.parametrize("script", [mappo, happo])
+def test_tanh_mean_keeps_action_means_inside_the_env_s_range(script):
+    obs = torch.randn(64, 2, 8)
+    for tanh_mean in (False, True):
+        torch.manual_seed(0)
+        networks = script.make_networks(script.Args(tanh_mean=tanh_mean), 8, 23, 3, 2, torch.device("cpu"))
+        obs_encoder, _, actors, _ = networks
+        with torch.no_grad():
+            for actor in actors:
+                actor.mean.weight.mul_(1000.0)  # a mean head driven far beyond the bounds
+            mean = script.policy(actors, obs_encoder(obs)).mean
+        assert (mean.abs().max() <= 1.0) == tanh_mean
