@@ -84,6 +84,25 @@ def test_the_python_examples_of_ecosystem_md_run(block, needs, tmp_path):
     run([sys.executable, "-c", code], tmp_path)
 
 
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("openrl", "pettingzoo")),
+    reason="MAPush's OpenRL stack is not this venv's: run this test in .venv-openrl (docs/ecosystem.md)",
+)
+def test_the_openrl_peer_commands_of_ecosystem_md_run(tmp_path):
+    """MAPush's own MAPPO through OpenRL, each documented configuration for one iteration of a small
+    batch, then the final evaluation (300 envs) and its CSV row."""
+    found = commands(doc("ecosystem.md"), ".venv-openrl/bin/python benchmarks/openrl_peer.py")
+    assert len(found) == 2  # agn_mappo and official
+    for line in found:
+        cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "openrl_peer.py")] + shlex.split(line)[2:]
+        cmd += ["--seeds", "1", "--total-steps", "16", "--eval-every", "16", "--num-envs", "2"]
+        cmd += ["--episode-length", "8", "--results-dir", str(tmp_path), "--work-dir", str(tmp_path)]
+        run(cmd, tmp_path)
+        config = line.split("--config ")[1].split()[0]
+        with open(tmp_path / f"openrl_{config}__seed1.csv") as f:
+            assert any(row.startswith("eval,16,") for row in f)
+
+
 def test_the_isaacgym_training_command_of_isaacgym_md_runs(tmp_path):
     """MAPush's batch (500 envs x 200 steps) for one iteration, over the stand-in for Isaac Gym."""
     (line,) = commands(doc("isaacgym.md"), "python mappo_mapush.py --backend isaacgym")
