@@ -180,7 +180,7 @@ def analyse(work_dir: str, num_envs: int, out: str = OUT) -> None:
         name = os.path.basename(folder)
         run_dirs = glob.glob(os.path.join(work_dir, "runs", f"mapush__{name}__*"))
         paths = glob.glob(os.path.join(folder, "at_*M.cleanrl_model"))
-        for path in sorted(paths, key=lambda p: float(os.path.basename(p)[3:-17])):
+        for path in sorted(paths, key=lambda p: float(os.path.basename(p)[len("at_") : -len("M.cleanrl_model")])):
             step = int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
             start, outcome, length, final, per_step, near = deterministic_episodes(path, num_envs)
             timeouts = outcome == 2
