@@ -282,6 +282,38 @@ def seed_table(curves):
     return lines
 
 
+def first_at_least(path: str, level: float = 0.9):
+    """(env steps, CPU seconds) of the run's first deterministic evaluation at or above `level`, the
+    final one included; (None, None) if none is."""
+    for row in csv.DictReader(open(path)):
+        if row["kind"] in ("during_eval", "eval") and float(row["success_rate"]) >= level:
+            return int(row["global_step"]), (float(row["cpu_s"]) if row.get("cpu_s") else None)
+    return None, None
+
+
+def speed_table(curves):
+    """Per config and seed: evaluation success at 4.9M and 9.8M env steps, the first evaluation >= 90 %
+    and the run's CPU seconds to it; the median first step over the seeds."""
+    lines = ["", "## Env steps to 90 % (deterministic evaluation)", ""]
+    lines += ["| config | seed | at 4.9M | at 9.8M | first >= 90 % | CPU-s to it |", "|---|---:|---:|---:|---:|---:|"]
+    for config, runs in sorted(curves.items()):
+        firsts = []
+        for seed, _ in sorted(runs):
+            path = csv_path(config, int(seed))
+            cells = [eval_at(path, step) for step in (5e6, 10e6)]  # the evaluations at 4.9M and 9.8M
+            step, cpu = first_at_least(path)
+            firsts.append(step)
+            cells = ["-" if v is None else f"{100 * v:.1f} %" for v in cells]
+            cells += ["-" if step is None else f"{step / 1e6:.1f}M", "-" if cpu is None else f"{cpu:,.0f}"]
+            lines.append(f"| {config} | {seed} | " + " | ".join(cells) + " |")
+        reached = sorted(step for step in firsts if step is not None)
+        if len(reached) == len(firsts) > 1:
+            half = len(reached) // 2
+            median = reached[half] if len(reached) % 2 else (reached[half - 1] + reached[half]) / 2
+            lines.append(f"| {config} | median | | | {median / 1e6:.1f}M | |")
+    return lines
+
+
 def cpu_per_million(path: str):
     """CPU seconds per 1M env steps of a run (from its cpu_s column), None if it has none."""
     rows = [r for r in csv.DictReader(open(path)) if r["kind"] == "train" and r.get("cpu_s")]
@@ -340,6 +372,7 @@ def summarise() -> None:
         )
         curves.setdefault(config, []).append((seed, train))
     lines += seed_table(curves)
+    lines += speed_table(curves)
     lines += ablation_table(curves)
     during = {p: during_evals(p) for p in paths}
     if any(during.values()):
