@@ -295,7 +295,8 @@ def speed_table(curves):
     """Per config and seed: evaluation success at 4.9M and 9.8M env steps, the first evaluation >= 90 %
     and the run's CPU seconds to it; the median first step over the seeds."""
     lines = ["", "## Env steps to 90 % (deterministic evaluation)", ""]
-    lines += ["| config | seed | at 4.9M | at 9.8M | first >= 90 % | CPU-s to it |", "|---|---:|---:|---:|---:|---:|"]
+    lines += ["| config | seed | at 4.9M | at 9.8M | first >= 90 % | CPU-s to it | final (mean of the last 3 before) |"]
+    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
     for config, runs in sorted(curves.items()):
         firsts = []
         for seed, _ in sorted(runs):
@@ -305,12 +306,17 @@ def speed_table(curves):
             firsts.append(step)
             cells = ["-" if v is None else f"{100 * v:.1f} %" for v in cells]
             cells += ["-" if step is None else f"{step / 1e6:.1f}M", "-" if cpu is None else f"{cpu:,.0f}"]
-            lines.append(f"| {config} | {seed} | " + " | ".join(cells) + " |")
+            final = load(path)[1].get("eval")
+            last3 = [rate for _, rate in during_evals(path)][-3:]
+            held = (
+                f"{100 * final:.1f} % ({100 * sum(last3) / len(last3):.1f} %)" if final is not None and last3 else "-"
+            )
+            lines.append(f"| {config} | {seed} | " + " | ".join(cells) + f" | {held} |")
         reached = sorted(step for step in firsts if step is not None)
         if len(reached) == len(firsts) > 1:
             half = len(reached) // 2
             median = reached[half] if len(reached) % 2 else (reached[half - 1] + reached[half]) / 2
-            lines.append(f"| {config} | median | | | {median / 1e6:.1f}M | |")
+            lines.append(f"| {config} | median | | | {median / 1e6:.1f}M | | |")
     return lines
 
 
