@@ -930,15 +930,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGTERM, stop_during_final_evaluation)
     print(f"model saved to {model_path}", flush=True)
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
-        command = [
-            sys.executable,
-            sys.argv[0],
-            "--backend",
-            "isaacgym",
-            "--eval-checkpoint",
-            os.path.abspath(model_path),
-        ]
-        print(f"evaluate with: {shlex.join(command)}")
+        evaluation = ["--backend", "isaacgym", "--eval-checkpoint", os.path.abspath(model_path)]
+        print(f"evaluate with: {shlex.join([sys.executable, sys.argv[0], *evaluation])}")
     elif args.eval_envs > 0:
         evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=print)
     writer.close()
