@@ -705,36 +705,39 @@ if __name__ == "__main__":
 
     # Saving: everything needed to evaluate without the training command line and to resume exactly.
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
+    best_path = f"{run_dir}/{args.exp_name}_best.cleanrl_model"  # the policy of the best periodic evaluation
     networks = (obs_encoder, state_encoder, actors, critic, value_norm)
     random_states = [RandomState(cuda=device.type == "cuda"), RandomState(order_generator)]
     stateful = saved_objects(*networks, actor_optimizers + [critic_optimizer], random_states)
 
-    def save_checkpoint() -> None:
+    def save_checkpoint(path: str = model_path) -> None:
         checkpoint = {name: obj.state_dict() for name, obj in stateful.items()}
         checkpoint.update(algo="happo", layout=CHECKPOINT_LAYOUT, args=asdict(args), obs_dim=obs_dim)
         checkpoint.update(state_dim=state_dim, num_agents=A, action_dim=action_dim)
-        checkpoint.update(global_step=global_step, iteration=iteration)
+        checkpoint.update(global_step=global_step, iteration=iteration, best_success=best_success)
         checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
-        torch.save(floats_as_tensors(checkpoint), model_path + ".tmp")
-        os.replace(model_path + ".tmp", model_path)  # never leave a half-written checkpoint
+        torch.save(floats_as_tensors(checkpoint), path + ".tmp")
+        os.replace(path + ".tmp", path)  # never leave a half-written checkpoint
 
     # TRY NOT TO MODIFY: start the game
-    global_step, iteration = 0, 0
+    global_step, iteration, best_success = 0, 0, -1.0
     if resumed is not None:  # continue exactly where the checkpoint was written
         for name, obj in stateful.items():
             obj.load_state_dict(resumed[name])
         global_step, iteration = resumed["global_step"], resumed["iteration"]
+        best_success = resumed.get("best_success", -1.0)  # layout 2 did not keep it
         print(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}", flush=True)
     start_time, start_step, last_save = time.time(), global_step, time.time()
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
 
-    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> None:
+    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> Dict[str, float]:
         """The periodic and the final evaluation: eval/* scalars at global_step, and one console line."""
         metrics = evaluate(actors, obs_encoder, args, device, backend, video, log)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, global_step)
         print(f"evaluation {when}on {args.eval_envs} envs: {metrics}", flush=True)
+        return metrics
 
     # Ctrl-C and SIGTERM (kill, Slurm's time limit, docker stop): finish the iteration, save, print how
     # to resume, exit 130 / 143; a second signal quits at once.
@@ -909,7 +912,10 @@ if __name__ == "__main__":
         print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
         if args.eval_every > 0 and iteration % args.eval_every == 0:
             eval_start = time.time()
-            evaluate_and_log(f"at global_step={global_step} ")
+            metrics = evaluate_and_log(f"at global_step={global_step} ")
+            if metrics["success_rate"] > best_success:  # keep the best-evaluated policy beside the last one
+                best_success = metrics["success_rate"]
+                save_checkpoint(best_path)
             start_time += time.time() - eval_start  # the evaluation's time is left out of SPS
         if stop_requested or time.time() - last_save > 60 * args.checkpoint_minutes:
             save_checkpoint()
@@ -929,6 +935,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, stop_during_final_evaluation)
     signal.signal(signal.SIGTERM, stop_during_final_evaluation)
     print(f"model saved to {model_path}", flush=True)
+    if os.path.exists(best_path):
+        print(f"best periodic evaluation ({best_success:.3f} success) saved to {best_path}", flush=True)
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         evaluation = ["--backend", "isaacgym", "--eval-checkpoint", os.path.abspath(model_path)]
         print(f"evaluate with: {shlex.join([sys.executable, sys.argv[0], *evaluation])}")

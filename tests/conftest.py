@@ -49,7 +49,7 @@ def checkpoint_of(cwd):
     """The checkpoint of the single run under cwd, loaded."""
     import torch
 
-    paths = glob.glob(os.path.join(single_run_dir(cwd), "*.cleanrl_model"))
+    paths = [p for p in glob.glob(os.path.join(single_run_dir(cwd), "*.cleanrl_model")) if "_best." not in p]
     assert len(paths) == 1, paths
     return paths[0], torch.load(paths[0], weights_only=True)  # tensors and plain data only
 

@@ -3,6 +3,7 @@
 import glob
 import math
 import os
+import re
 from dataclasses import asdict
 from types import SimpleNamespace
 
@@ -324,3 +325,21 @@ def test_tanh_mean_keeps_action_means_inside_the_env_s_range(script):
                 actor.mean.weight.mul_(1000.0)  # a mean head driven far beyond the bounds
             mean = script.policy(actors, obs_encoder(obs)).mean
         assert (mean.abs().max() <= 1.0) == tanh_mean
+
+
+@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
+def test_the_best_periodic_evaluation_s_policy_is_kept_beside_the_last(script, tmp_path):
+    flags = TINY + ["--total-timesteps", 4 * 64, "--eval-every", 1, "--eval-envs", 6, "--max-episode-steps", 12]
+    out = run_script(script, flags, tmp_path)
+    evals = re.findall(r"evaluation at global_step=(\d+) on 6 envs: \{'success_rate': ([\d.]+)", out)
+    steps, rates = [int(step) for step, _ in evals], [float(rate) for _, rate in evals]
+    assert steps == [64, 128, 192, 256]
+    best = glob.glob(os.path.join(single_run_dir(tmp_path), "*_best.cleanrl_model"))
+    assert len(best) == 1 and f"saved to {os.path.relpath(best[0], str(tmp_path))}" in out
+    algo = script[:5]
+    module = mappo if algo == "mappo" else happo
+    checkpoint = module.load_checkpoint(best[0], torch.device("cpu"))
+    assert checkpoint["global_step"] == steps[rates.index(max(rates))]  # the first of the best
+    assert checkpoint["best_success"] == pytest.approx(max(rates))
+    evaluated = run_script(script, ["--eval-checkpoint", best[0], "--eval-envs", 3], tmp_path)
+    assert "success_rate" in evaluated
