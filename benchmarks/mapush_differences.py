@@ -76,20 +76,17 @@ def ending_step_gaps(env, act, steps: int):
 
 def checkpoint_policy(path: str):
     """The stochastic policy (sampled actions, as in training) of a mappo_mapush.py or happo_mapush.py checkpoint."""
-    import torch as th
+    from plateau import load_policy
 
-    algo = th.load(path, map_location="cpu", weights_only=True)["algo"]
-    script = __import__(f"{algo}_mapush")
-    checkpoint = script.load_checkpoint(path, th.device("cpu"))
-    obs_encoder, _, actors, _, _ = script.restore_networks(checkpoint, th.device("cpu"))
+    script, checkpoint, obs_encoder, _, actors, _, _ = load_policy(path)
     steps = checkpoint["global_step"]
 
     def act(obs, g):
-        with th.no_grad():
+        with torch.no_grad():
             dist = script.policy(actors, obs_encoder(obs))
-            return dist.loc + dist.scale * th.randn(dist.loc.shape, generator=g)
+            return dist.loc + dist.scale * torch.randn(dist.loc.shape, generator=g)
 
-    return f"{algo.upper()} at {steps / 1e6:.1f}M env steps (its checkpoint), sampled actions", act
+    return f"{checkpoint['algo'].upper()} at {steps / 1e6:.1f}M env steps (its checkpoint), sampled actions", act
 
 
 def main(num_envs: int = 64, steps: int = 3000, checkpoints=()) -> None:
