@@ -3,14 +3,17 @@
 # `envs` must be this file's first import.
 import envs  # noqa: I001  (keep first)
 
-import atexit
+import contextlib
 import importlib.util
+import io
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
+from datetime import timedelta
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Dict, List, Literal, Optional, Tuple
 
@@ -144,7 +147,7 @@ def args_error(args: Args) -> Optional[str]:
         if getattr(args, name) < 1:
             return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
     for name, value in asdict(args).items():  # NaN and inf reach torch unchecked and end in a traceback
-        if isinstance(value, float) and not math.isfinite(value):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else [value])):
             return f"--{name.replace('_', '-')} must be a finite number, got {value}"
     for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta", "max_grad_norm"]:
         if not getattr(args, name) > 0:  # --max-grad-norm 0 would zero every gradient: nothing learns
@@ -159,19 +162,28 @@ def args_error(args: Args) -> Optional[str]:
         return f"--exp-name must be a plain name, without {os.sep!r}, got {args.exp_name!r}"
     if args.track and importlib.util.find_spec("wandb") is None:
         return "--track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
+    if not 0 <= args.seed < 2**32:
+        return f"--seed must be in [0, 2**32), got {args.seed}"
+    if args.resume is not None and args.eval_checkpoint is not None:
+        return "--resume and --eval-checkpoint exclude each other: continue a run, or evaluate a checkpoint"
     if not args.hidden_sizes or min(args.hidden_sizes) < 1:
         return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
     if args.compile and envs.compile_problem() is not None:
         return f"--compile {envs.compile_problem()}, or leave --compile out"
     try:
-        envs.cuboid_push.task_config_from_options(envs.parse_task_options(args.env_options))
+        task = envs.parse_task_options(args.env_options)
+        envs.cuboid_push.task_config_from_options(task)
     except (ValueError, TypeError) as err:
         return f"--env-options: {err}"
-    batch = args.num_envs * args.num_steps
+    if "max_episode_steps" in task:  # one flag for it, never two that override each other
+        return (
+            f"--env-options max_episode_steps={task['max_episode_steps']}: give the time limit as --max-episode-steps"
+        )
+    batch, unit = args.num_envs * args.num_steps, "env steps (--num-envs x --num-steps)"
     if batch % args.num_minibatches:
-        return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} env steps (--num-envs x --num-steps)"
+        return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} {unit}"
     if args.total_timesteps is not None and args.total_timesteps < batch and args.eval_checkpoint is None:
-        return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} env steps (--num-envs x --num-steps)"
+        return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} {unit}"
     if args.factor_clip is not None and not 0 <= args.factor_clip[0] <= args.factor_clip[1]:
         return f"--factor-clip needs 0 <= LOW <= HIGH, got {args.factor_clip[0]} {args.factor_clip[1]}"
     return None
@@ -220,10 +232,7 @@ class Actor(nn.Module):
 
 
 def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
-    """Distribution over actions (..., A, action_dim) for observations (..., A, obs_dim)."""
-    if len(actors) == 1:  # parameter sharing: one network for every agent
-        mean, std = actors[0](obs)
-        return Normal(mean, std.expand_as(mean))
+    """Distribution over actions (..., A, action_dim) for observations (..., A, obs_dim), agent i's from actor i."""
     outs = [actor(obs[..., i, :]) for i, actor in enumerate(actors)]
     mean = torch.stack([m for m, _ in outs], dim=-2)
     std = torch.stack([s for _, s in outs], dim=0)
@@ -439,12 +448,13 @@ def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -
     return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log, task)
 
 
-# --- Saving and resuming ---------------------------------------------------------------------
-# A checkpoint holds the state_dict of every object in `saved_objects`, the env's state, the args and
-# the counters: tensors and plain data only (it loads with weights_only=True). Flags a resumed run may
-# change: how long it runs and what it writes, never what it learns.
+# --- Saving, resuming, the run folder, the console ---------------------------------------------
+# A checkpoint holds the state_dicts of the networks (NETWORK_NAMES) and optimisers, the random number
+# generators, the env's state, the args and the counters: tensors and plain data only (it loads with
+# weights_only=True). Flags a resumed run may change: how long it runs and what it writes, never what it learns.
 CHECKPOINT_LAYOUT = 3  # what a checkpoint holds; a checkpoint of another layout gets one clear line
 READABLE_LAYOUTS = (2, 3)  # 2: the same with Python floats, which torch 1.13 cannot load safely
+NETWORK_NAMES = ("obs_encoder", "state_encoder", "actors", "critic", "value_norm")
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
 RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile")
 
@@ -460,35 +470,6 @@ def floats_as_tensors(tree, back: bool = False):
     if back and isinstance(tree, torch.Tensor) and tree.dtype == torch.float64 and tree.dim() == 0:
         return tree.item()
     return torch.tensor(tree, dtype=torch.float64) if isinstance(tree, float) and not back else tree
-
-
-class RandomState:
-    """A random number generator as a state_dict: `generator`, or torch's global CPU (and CUDA) ones."""
-
-    def __init__(self, generator: Optional[torch.Generator] = None, cuda: bool = False):
-        self.generator, self.cuda = generator, cuda
-
-    def state_dict(self) -> Dict:
-        if self.generator is not None:
-            return {"cpu": self.generator.get_state()}
-        return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if self.cuda else []}
-
-    def load_state_dict(self, state: Dict) -> None:
-        if self.generator is not None:
-            return self.generator.set_state(state["cpu"].cpu())
-        torch.set_rng_state(state["cpu"].cpu())
-        if self.cuda and state["cuda"]:
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
-def saved_objects(obs_encoder, state_encoder, actors, critic, value_norm, optimizers=(), random_states=()):
-    """Everything with a state_dict that a checkpoint holds, by name: saving, resuming and
-    --eval-checkpoint all go through this one list (the networks; then optimisers and RNGs)."""
-    objects = dict(obs_encoder=obs_encoder, state_encoder=state_encoder, actors=actors, critic=critic)
-    objects.update(value_norm=value_norm)
-    objects.update({f"optimizer{k}": opt for k, opt in enumerate(optimizers)})
-    objects.update({f"rng{k}": rng for k, rng in enumerate(random_states)})
-    return objects
 
 
 def load_checkpoint(path: str, device: torch.device, resume_args: Optional[Args] = None) -> Dict:
@@ -524,73 +505,71 @@ def restore_networks(ckpt: Dict, device: torch.device):
     saved_args = Args(**{key: value for key, value in ckpt["args"].items() if key in known})
     sizes = (ckpt["obs_dim"], ckpt["state_dim"], ckpt["action_dim"], ckpt["num_agents"])
     networks = make_networks(saved_args, *sizes, device) + (ValueNorm(enabled=saved_args.use_valuenorm).to(device),)
-    for name, obj in saved_objects(*networks).items():
-        obj.load_state_dict(ckpt[name])
+    for name, network in zip(NETWORK_NAMES, networks):
+        network.load_state_dict(ckpt[name])
     return networks
 
 
 def new_run_dir(args: Args) -> str:
-    """runs/mapush__<exp>__<seed>__<time>, with a suffix if a run started in the same second has it."""
-    base = f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
+    """runs/mapush__<exp>__<seed>__<time>, or with _<process id> if a run started in the same second has it."""
+    run_dir = f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
     try:
         os.makedirs("runs", exist_ok=True)
-        for k in range(1, 1000):
-            try:
-                run_dir = base if k == 1 else f"{base}_{k}"
-                os.mkdir(run_dir)  # atomic: two runs never share a folder
-                return run_dir
-            except FileExistsError:
-                continue
+        try:
+            os.mkdir(run_dir)  # atomic: two runs never share a folder
+        except FileExistsError:
+            run_dir += f"_{os.getpid()}"
+            os.mkdir(run_dir)
     except OSError as err:
         message = f"error: cannot create a run folder in {os.getcwd()} ({err.strerror}); run from a writable folder"
         raise SystemExit(message) from None
-    raise SystemExit(f"error: could not create a run folder next to {base}")
+    return run_dir
 
 
-def lock_run_dir(run_dir: str) -> None:
-    """One run per run folder: a lock file holding this process's id, removed at exit; a lock whose
-    process is gone (a crashed or killed run) is taken over."""
-    path = os.path.abspath(os.path.join(run_dir, "run.lock"))
-    for _attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            with open(path) as f:
-                pid = int(f.read().strip() or 0)
-            try:
-                os.kill(pid, 0)  # raises if no such process
-            except ProcessLookupError:
-                os.remove(path)
-                continue
-            except PermissionError:  # it exists, under another user
-                pass
-            raise SystemExit(
-                f"error: {run_dir} is in use by another run (process {pid}); wait for it or stop it"
-            ) from None
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        atexit.register(lambda: os.path.exists(path) and os.remove(path))
-        return
+def lock_run_dir(run_dir: str):
+    """One run per run folder: an exclusive flock on run.lock, which the kernel releases however the run
+    ends (exit, crash, kill -9, power loss). Where there is no flock (Windows, some file systems) the run
+    goes on unlocked, with a warning. Returns the open lock file: the lock lasts while it stays open."""
+    lock_file = open(os.path.join(run_dir, "run.lock"), "a")
+    try:
+        import fcntl
+
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"error: another run holds {lock_file.name}; wait for it or stop it") from None
+    except (ImportError, OSError) as err:
+        say(f"warning: {run_dir} is not locked ({err}): make sure no other run writes to it")
+    return lock_file
 
 
 def resume_command(model_path: str) -> str:
     """The command that continues this run: its interpreter and arguments, --resume PATH, shell-quoted."""
-    command = [a for k, a in enumerate(sys.argv) if "--resume" not in (a, sys.argv[k - 1] if k else "")]
-    return " ".join(shlex.quote(a) for a in [sys.executable] + command + ["--resume", model_path])
+    kept = [a for a, before in zip(sys.argv, [""] + sys.argv) if not a.startswith("--resume") and before != "--resume"]
+    return shlex.join([sys.executable, *kept, "--resume", model_path])
 
 
-def divergence_message(iteration: int, logged: Dict, values) -> str:
-    """One line for a run whose losses or weights went non-finite (values: the logged ones, then 1.0 if
-    every network weight is finite)."""
-    bad = [key for key, value in zip(logged, values) if not math.isfinite(value)] or ["network weights"]
-    return (
-        f"error: the run diverged at iteration {iteration}: {', '.join(bad)} not finite; try a lower "
-        "--actor-lr / --critic-lr. The last checkpoint (if any) is from before."
-    )
+def host_values(named: Dict, device: torch.device) -> Dict[str, float]:
+    """A dict of scalars (tensors on the device, or numbers) as Python floats, read back in one host sync."""
+    stacked = torch.stack([torch.as_tensor(value, dtype=torch.float32, device=device) for value in named.values()])
+    return dict(zip(named, stacked.tolist()))
 
 
-def hms(seconds: float) -> str:
-    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+stdout_lost = False  # set once the reader of stdout has gone away
+
+
+def say(text: str, important: bool = False) -> None:
+    """print, flushed. A reader that goes away (`| head`, tee ended by Ctrl-C, a closed terminal) costs the
+    run nothing: stdout then goes to /dev/null, and the important lines (saving, resuming) to stderr."""
+    global stdout_lost
+    stream = sys.stderr if important and stdout_lost else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except OSError:  # BrokenPipeError, or EIO from a terminal that was closed
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        if stream is sys.stdout:
+            stdout_lost = True
+            if important:
+                say(text, important)
 
 
 if __name__ == "__main__":
@@ -610,10 +589,12 @@ if __name__ == "__main__":
     if args.eval_checkpoint is not None:
         checkpoint = load_checkpoint(args.eval_checkpoint, device)
         obs_encoder, _, actors, _, _ = restore_networks(checkpoint, device)
+        if args.env_options or args.max_episode_steps != Args.max_episode_steps:
+            say("note: --env-options and --max-episode-steps are not used: a checkpoint is evaluated on its own task")
         video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
         task = {key: checkpoint["args"][key] for key in ("env_options", "max_episode_steps")}  # trained on
-        metrics = evaluate(actors, obs_encoder, replace(args, **task), device, args.backend, video, log=print)
-        print(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
+        metrics = evaluate(actors, obs_encoder, replace(args, **task), device, args.backend, video, log=say)
+        say(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
         raise SystemExit(0)
 
     backend = envs.resolve_backend(args.backend, str(device))
@@ -623,55 +604,45 @@ if __name__ == "__main__":
         envs.require_backend(backend, str(device))
     except RuntimeError as err:
         raise SystemExit(f"error: {err}") from None
+    resumed = load_checkpoint(args.resume, device, resume_args=args) if args.resume else None  # to continue from
     batch_size = args.num_envs * args.num_steps
-    resumed = None  # with --resume: the checkpoint to continue from
-    if args.resume is not None:
-        resumed = load_checkpoint(args.resume, device, resume_args=args)
     if args.total_timesteps is None:  # the checkpoint's run length, or whole batches in 20M steps
         args.total_timesteps = resumed["args"]["total_timesteps"] if resumed else 20_000_000 // batch_size * batch_size
     num_iterations = args.total_timesteps // batch_size
     if num_iterations * batch_size != args.total_timesteps:
-        print(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
-    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
-    lock_run_dir(run_dir)
-    print(f"run folder: {run_dir}", flush=True)
-    if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
-        import wandb
-
-        name = os.path.basename(run_dir)
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=name,
-            id=name,
-            resume="allow",
-            dir=run_dir,
-            save_code=True,
-        )
-    writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
-    if resumed is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-        )
+        say(f"note: training {num_iterations * batch_size} env steps, whole batches of {batch_size}")
 
     # TRY NOT TO MODIFY: seeding
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
-    # env setup
-    env_options = {"max_episode_steps": args.max_episode_steps, **envs.parse_task_options(args.env_options)}
-    if args.compile and backend == "torch":
-        env_options["compile"] = True
-    env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
-    A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
+    try:  # env setup, networks and storage: everything --num-envs sizes, made before the run folder
+        env_options = {"max_episode_steps": args.max_episode_steps, **envs.parse_task_options(args.env_options)}
+        if args.compile and backend == "torch":
+            env_options["compile"] = True
+        env = envs.make_env(args.num_envs, device=str(device), seed=args.seed, backend=backend, **env_options)
+        A, obs_dim, state_dim, action_dim = env.num_agents, env.obs_dim, env.state_dim, env.action_dim
 
-    obs_encoder, state_encoder, actors, critic = make_networks(args, obs_dim, state_dim, action_dim, A, device)
-    actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
-    critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
-    value_norm = ValueNorm(enabled=args.use_valuenorm).to(device)
+        obs_encoder, state_encoder, actors, critic = make_networks(args, obs_dim, state_dim, action_dim, A, device)
+        actor_optimizers = [optim.Adam(actor.parameters(), lr=args.actor_lr, eps=1e-5) for actor in actors]
+        critic_optimizer = optim.Adam(critic.parameters(), lr=args.critic_lr, eps=1e-5)
+        value_norm = ValueNorm(enabled=args.use_valuenorm).to(device)
+
+        # ALGO Logic: Storage setup
+        T, E = args.num_steps, args.num_envs
+        V = A if args.value_target == "agent" else 1  # values per env step: one per agent, or the team's
+        obs_buf = torch.zeros((T, E, A, obs_encoder.out_dim), device=device)  # encoded, as the actors saw them
+        states_buf = torch.zeros((T, E, state_dim), device=device)  # encoded
+        actions_buf = torch.zeros((T, E, A, action_dim), device=device)
+        logprobs_buf = torch.zeros((T, E, A, action_dim), device=device)  # per dimension, as HARL
+        rewards_buf = torch.zeros((T, E, V), device=device)  # critic reward (scaled), + timeout bootstrap
+        dones_buf = torch.zeros((T, E, 1), device=device)
+        values_buf = torch.zeros((T, E, V), device=device)  # critic output (normalised units)
+    except (RuntimeError, MemoryError) as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if "memory" not in str(err):
+            raise
+        fits = f"--num-envs {args.num_envs} x --num-steps {args.num_steps} does not fit in {device} memory"
+        raise SystemExit(f"error: {fits} ({str(err).splitlines()[0]})") from None
     order_generator = torch.Generator().manual_seed(args.seed)  # update orders depend on the seed only
 
     def rollout_step(obs: torch.Tensor, state: torch.Tensor):
@@ -691,69 +662,110 @@ if __name__ == "__main__":
         rollout_step, state_value, compute_gae = map(torch.compile, (rollout_step, state_value, compute_gae))
         happo_actor_loss, agent_log_prob = torch.compile(happo_actor_loss), torch.compile(agent_log_prob)
         critic_loss = torch.compile(critic_loss)
+        say("compiling: the first iteration takes a minute or two longer (ETA from the second one)")
 
-    # ALGO Logic: Storage setup
-    T, E = args.num_steps, args.num_envs
-    V = A if args.value_target == "agent" else 1  # values per env step: one per agent, or the team's
-    obs_buf = torch.zeros((T, E, A, obs_encoder.out_dim), device=device)  # encoded, as the actors saw them
-    states_buf = torch.zeros((T, E, state_dim), device=device)  # encoded
-    actions_buf = torch.zeros((T, E, A, action_dim), device=device)
-    logprobs_buf = torch.zeros((T, E, A, action_dim), device=device)  # per dimension, as HARL
-    rewards_buf = torch.zeros((T, E, V), device=device)  # critic reward (scaled), + timeout bootstrap
-    dones_buf = torch.zeros((T, E, 1), device=device)
-    values_buf = torch.zeros((T, E, V), device=device)  # critic output (normalised units)
+    # The run folder (a resumed run continues in its own), its lock, W&B and TensorBoard
+    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
+    run_lock = lock_run_dir(run_dir)
+    if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
+        import wandb
+
+        name = os.path.basename(run_dir)
+        try:  # wandb's files go to ./wandb: inside the run folder, TensorBoard's reader would log them twice
+            wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
+                name=name, id=name, resume="allow", save_code=True,
+            )  # fmt: skip
+        except Exception as err:  # not logged in, a run id that W&B refuses: one line, no empty run folder
+            if resumed is None:
+                shutil.rmtree(run_dir)
+            raise SystemExit(f"error: --track: W&B did not start ({err})") from None
+        if resumed is not None and wandb.run.offline:
+            say("note: W&B cannot resume an offline run: this part is logged as a new offline run with the same id")
+    say(f"run folder: {run_dir}")
+    writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
+    if resumed is None:
+        writer.add_text(
+            "hyperparameters",
+            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
+        )
 
     # Saving: everything needed to evaluate without the training command line and to resume exactly.
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
     best_path = f"{run_dir}/{args.exp_name}_best.cleanrl_model"  # the policy of the best periodic evaluation
-    networks = (obs_encoder, state_encoder, actors, critic, value_norm)
-    random_states = [RandomState(cuda=device.type == "cuda"), RandomState(order_generator)]
-    stateful = saved_objects(*networks, actor_optimizers + [critic_optimizer], random_states)
+    stateful = dict(zip(NETWORK_NAMES, (obs_encoder, state_encoder, actors, critic, value_norm)))
+    stateful.update({f"optimizer{k}": opt for k, opt in enumerate(actor_optimizers + [critic_optimizer])})
 
-    def save_checkpoint(path: str = model_path) -> None:
+    def save_checkpoint(path: str = model_path) -> bool:
+        """Write a whole checkpoint or none; a failed save (a full disk) is one warning, and training goes on."""
         checkpoint = {name: obj.state_dict() for name, obj in stateful.items()}
-        checkpoint.update(algo="happo", layout=CHECKPOINT_LAYOUT, args=asdict(args), obs_dim=obs_dim)
-        checkpoint.update(state_dim=state_dim, num_agents=A, action_dim=action_dim)
-        checkpoint.update(global_step=global_step, iteration=iteration, best_success=best_success)
+        cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
+        checkpoint.update(rng0={"cpu": torch.get_rng_state(), "cuda": cuda_rng}, algo="happo", args=asdict(args))
+        checkpoint.update(layout=CHECKPOINT_LAYOUT, obs_dim=obs_dim, state_dim=state_dim, num_agents=A)
+        checkpoint.update(
+            action_dim=action_dim, global_step=global_step, iteration=iteration, best_success=best_success
+        )
+        checkpoint["rng1"] = {"cpu": order_generator.get_state()}
         checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
-        torch.save(floats_as_tensors(checkpoint), path + ".tmp")
-        os.replace(path + ".tmp", path)  # never leave a half-written checkpoint
+        data = io.BytesIO()  # serialised in memory first: a failed write (a full disk) is then a plain OSError
+        torch.save(floats_as_tensors(checkpoint), data)  # (torch 1.13 aborts the process when its own write fails)
+        try:
+            with open(path + ".tmp", "wb") as f:
+                f.write(data.getbuffer())
+            os.replace(path + ".tmp", path)  # never leave a half-written checkpoint
+            return True
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(path + ".tmp")
+            free = f"{shutil.disk_usage(run_dir).free / 1e9:.2f} GB free on the disk of {os.path.abspath(run_dir)}"
+            say(f"warning: {path} not saved ({err.strerror}); {free}; the next save tries again", important=True)
+            return False
 
     # TRY NOT TO MODIFY: start the game
     global_step, iteration, best_success = 0, 0, -1.0
     if resumed is not None:  # continue exactly where the checkpoint was written
         for name, obj in stateful.items():
             obj.load_state_dict(resumed[name])
+        torch.set_rng_state(resumed["rng0"]["cpu"].cpu())
+        if device.type == "cuda" and resumed["rng0"]["cuda"]:
+            torch.cuda.set_rng_state_all([state.cpu() for state in resumed["rng0"]["cuda"]])
+        order_generator.set_state(resumed["rng1"]["cpu"].cpu())
         global_step, iteration = resumed["global_step"], resumed["iteration"]
         best_success = resumed.get("best_success", -1.0)  # layout 2 did not keep it
-        print(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}", flush=True)
-    start_time, start_step, last_save = time.time(), global_step, time.time()
+        say(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}")
+    start_time, last_save = time.time(), time.time()
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
 
-    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> Dict[str, float]:
-        """The periodic and the final evaluation: eval/* scalars at global_step, and one console line."""
+    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> None:
+        """The periodic and the final evaluation: eval/* scalars at global_step, one console line, and with
+        --eval-every the best-evaluated policy kept beside the last one."""
+        global best_success
         metrics = evaluate(actors, obs_encoder, args, device, backend, video, log)
         for key, value in metrics.items():
             writer.add_scalar(f"eval/{key}", value, global_step)
-        print(f"evaluation {when}on {args.eval_envs} envs: {metrics}", flush=True)
-        return metrics
+        say(f"evaluation {when}on {args.eval_envs} envs: {metrics}")
+        if args.eval_every > 0 and metrics["success_rate"] > best_success:
+            best_success = metrics["success_rate"]
+            save_checkpoint(best_path)
 
-    # Ctrl-C and SIGTERM (kill, Slurm's time limit, docker stop): finish the iteration, save, print how
-    # to resume, exit 130 / 143; a second signal quits at once.
-    stop_requested = []
+    # Ctrl-C, SIGTERM (kill, Slurm's time limit, docker stop) and SIGHUP (the terminal closed): finish the
+    # iteration, save, print how to resume, exit 128 + signal. A second signal, or one during the final
+    # evaluation (quit_note set), quits at once.
+    stop_requested, quit_note = [], None
 
     def on_stop_signal(signum, frame) -> None:
-        if stop_requested:
-            print("\nstopped without saving", flush=True)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if stop_requested or quit_note:
+            say(f"\n{name}: {quit_note or 'stopped without saving'}", important=True)
             raise SystemExit(128 + signum)
         stop_requested.append(signum)
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        print(f"\n{name}: saving after this iteration (once more to quit without saving)", flush=True)
+        say(f"\n{name}: saving after this iteration (once more to quit without saving)", important=True)
 
-    signal.signal(signal.SIGINT, on_stop_signal)
-    signal.signal(signal.SIGTERM, on_stop_signal)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):  # Windows: no HUP
+        signal.signal(stop_signal, on_stop_signal)
     first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
+    sps_time, sps_step = time.time(), global_step  # from the 2nd iteration on: without the 1st (warm-up, compiling)
     for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:  # both learning rates linearly to 0
             frac = 1.0 - (iteration - 1.0) / num_iterations
@@ -784,15 +796,8 @@ if __name__ == "__main__":
                 reward = reward + args.gamma * truncated.float()[:, None] * state_value(info["final_state"])
             rewards_buf[step] = reward
             dones_buf[step] = done.float()[:, None]
-            done_f = done.float()
-            stats += torch.stack(
-                (
-                    done_f.sum(),
-                    (done & info["success"]).float().sum(),
-                    (info["episode_return"].mean(1) * done_f).sum(),
-                    (info["episode_length"].float() * done_f).sum(),
-                )
-            )
+            ended = (done, done & info["success"], info["episode_return"].mean(1), info["episode_length"])
+            stats += torch.stack([x.float() * done for x in ended]).sum(1)  # over the episodes that ended
             term_sums += info["reward_terms"]
 
         update_start = time.perf_counter()
@@ -824,13 +829,11 @@ if __name__ == "__main__":
             with torch.no_grad():  # agent i's log-probs on the whole batch, before its update
                 logprob_before = agent_log_prob(actors[i], b_obs[:, i], b_actions[:, i])
             factors_used[i] = factor.clamp(*args.factor_clip) if args.factor_clip is not None else factor
+            agent_batch = (b_obs[:, i], b_actions[:, i], b_logprobs[:, i], agent_advantages[:, i], factors_used[i])
             clipfracs, grad_norms = [], []
             for _epoch in range(args.update_epochs):  # agent i's PPO epochs, with M (M = 1: exactly PPO)
                 for mb in torch.randperm(B, device=device).split(minibatch_size):
-                    loss, mb_stats = happo_actor_loss(
-                        actors[i], b_obs[mb, i], b_actions[mb, i], b_logprobs[mb, i], agent_advantages[mb, i],
-                        factors_used[i][mb], args,
-                    )  # fmt: skip
+                    loss, mb_stats = happo_actor_loss(actors[i], *(x[mb] for x in agent_batch), args)
                     actor_optimizers[i].zero_grad()
                     loss.backward()
                     grad_norms.append(nn.utils.clip_grad_norm_(actors[i].parameters(), args.max_grad_norm))
@@ -846,7 +849,6 @@ if __name__ == "__main__":
         # Optimizing the critic, after the actors (its update does not change this batch's advantages).
         value_norm.update(b_returns)  # once per iteration (HARL: once per critic mini-batch)
         b_targets = value_norm.normalize(b_returns)
-        minibatch_size = B // args.num_minibatches
         critic_grad_norms = []
         for _epoch in range(args.critic_epochs):
             for mb in torch.randperm(B, device=device).split(minibatch_size):
@@ -860,86 +862,82 @@ if __name__ == "__main__":
         with torch.no_grad():
             y_pred, y_true = values_raw.reshape(B, V), b_returns
             explained_var = 1 - (y_true - y_pred).var() / y_true.var().clamp(min=1e-8)
-            std = torch.stack([a.std() for a in actors]).mean()
+            finite = torch.stack([p.isfinite().all() for p in [*actors.parameters(), *critic.parameters()]]).all()
         logged = {
-            f"losses/{key}": value for key, value in actor_stats.items() if key not in ("grad_norm", "mean_outside")
+            **{f"losses/{k}": v for k, v in actor_stats.items() if k not in ("grad_norm", "mean_outside")},
+            "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
+            "losses/value_loss": v_loss.detach(),
+            "losses/explained_variance": explained_var,
+            "losses/actor_grad_norm": actor_stats["grad_norm"],
+            "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
+            "charts/action_std": torch.stack([a.std() for a in actors]).mean(),
+            "charts/action_mean_outside": actor_stats["mean_outside"],  # share of action means beyond [-1, 1]
+            "charts/value_norm_mean": value_norm.stats()[0],
+            "perf/env_seconds": env_seconds,  # env steps of the rollout
+            "perf/rollout_seconds": update_start - rollout_start,  # env steps, network calls, bookkeeping
+            "perf/update_seconds": time.perf_counter() - update_start,  # GAE, actors' and critic's epochs
         }
-        logged.update(
-            {
-                "charts/learning_rate": actor_optimizers[0].param_groups[0]["lr"],
-                "losses/value_loss": v_loss.detach(),
-                "losses/explained_variance": explained_var,
-                "losses/actor_grad_norm": actor_stats["grad_norm"],
-                "losses/critic_grad_norm": torch.stack(critic_grad_norms).mean(),
-                "charts/action_std": std,
-                "charts/action_mean_outside": actor_stats["mean_outside"],  # share of action means beyond [-1, 1]
-                "charts/value_norm_mean": value_norm.stats()[0],
-                "perf/env_seconds": env_seconds,  # env steps of the rollout
-                "perf/rollout_seconds": update_start - rollout_start,  # env steps, network calls, bookkeeping
-                "perf/update_seconds": time.perf_counter() - update_start,  # GAE, actors' and critic's epochs
-            }
-        )
         logged["charts/first_agent"] = order[0]
-        for i in range(A):
-            for key, value in agent_stats[i].items():
-                logged[f"losses/agent{i}/{key}"] = value
-        for position, i in enumerate(order[1:], start=1):  # the factor by position (position 0's is M = 1)
-            for key, value in factor_stats(factors_used[i], args.clip_coef).items():
-                logged[f"factor/position{position}/{key}"] = value
-        for key, value in factor_stats(factor, args.clip_coef).items():  # M after the last agent
-            logged[f"factor/final/{key}"] = value
+        logged.update({f"losses/agent{i}/{key}": value for i in range(A) for key, value in agent_stats[i].items()})
+        factors = {f"position{position}": factors_used[i] for position, i in enumerate(order[1:], start=1)}
+        factors["final"] = factor  # by position (position 0's is M = 1), and M after the last agent
+        for where, m in factors.items():
+            logged.update({f"factor/{where}/{key}": value for key, value in factor_stats(m, args.clip_coef).items()})
         logged.update({f"rewards/{name}": term_sums[k] / T for k, name in enumerate(term_names)})
-        scalars = torch.stack([torch.as_tensor(v, dtype=torch.float32, device=device) for v in logged.values()])
-        finite = torch.stack([p.isfinite().all() for p in [*actors.parameters(), *critic.parameters()]]).all()
-        values = torch.cat((stats, scalars, finite[None].float())).tolist()  # the iteration's one host sync
-        finished, successes, return_sum, length_sum = values[:4]
-        if not all(map(math.isfinite, values)) or values[-1] != 1.0:  # before saving: keep the last good one
-            raise SystemExit(divergence_message(iteration, logged, values[4:]))
-        for key, value in zip(logged, values[4:]):
-            writer.add_scalar(key, value, global_step)
-        elapsed = time.time() - start_time
-        sps = int((global_step - start_step) / elapsed)
+        episodes = dict(zip(("finished", "successes", "return_sum", "length_sum"), stats))
+        values = host_values({**logged, **episodes, "weights_finite": finite}, device)  # the iteration's one sync
+        # Diverged: weights or losses not finite (checked before saving: the last checkpoint stays a good one).
+        # A one-sample batch's explained variance is nan (undefined) without anything diverging.
+        not_finite = [key for key, value in values.items() if not math.isfinite(value)]
+        diverged = [key for key in not_finite if key.startswith("losses/") and key != "losses/explained_variance"]
+        if diverged or values["weights_finite"] != 1.0:
+            raise SystemExit(
+                f"error: the run diverged at iteration {iteration}: {', '.join(not_finite) or 'network weights'} not "
+                "finite; try a lower --actor-lr / --critic-lr. The last checkpoint (if any) is from before."
+            )
+        for key in logged:
+            writer.add_scalar(key, values[key], global_step)
+        sps = int((global_step - sps_step) / (time.time() - sps_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        line = f"iter {iteration}/{num_iterations} order={order} global_step={global_step} SPS={sps}"
-        if finished > 0:
-            writer.add_scalar("charts/episodic_return", return_sum / finished, global_step)
-            writer.add_scalar("charts/episodic_length", length_sum / finished, global_step)
-            writer.add_scalar("charts/success_rate", successes / finished, global_step)
-            line += f" episodes={int(finished)} success={successes / finished:.3f} return={return_sum / finished:.2f}"
-        eta = (num_iterations - iteration) * elapsed / (iteration - first_iteration + 1)
+        line, n = (
+            f"iter {iteration}/{num_iterations} order={order} global_step={global_step} SPS={sps}",
+            values["finished"],
+        )
+        if n > 0:
+            writer.add_scalar("charts/episodic_return", values["return_sum"] / n, global_step)
+            writer.add_scalar("charts/episodic_length", values["length_sum"] / n, global_step)
+            writer.add_scalar("charts/success_rate", values["successes"] / n, global_step)
+            line += f" episodes={int(n)} success={values['successes'] / n:.3f} return={values['return_sum'] / n:.2f}"
         if sys.stdout.isatty():  # a bar for a person watching; pipes and log files get the plain line
             line = f"[{'#' * (20 * iteration // num_iterations):<20}] " + line
-        print(f"{line} elapsed={hms(elapsed)} eta={hms(eta)}", flush=True)
-        if args.eval_every > 0 and iteration % args.eval_every == 0:
+        eta = timedelta(seconds=(num_iterations - iteration) * batch_size // max(sps, 1))
+        compiling = args.compile and iteration == first_iteration  # its SPS is mostly compiling: no ETA from it
+        say(f"{line} elapsed={timedelta(seconds=int(time.time() - start_time))} eta={'?' if compiling else eta}")
+        if iteration == first_iteration:
+            sps_time, sps_step = time.time(), global_step
+        if args.eval_every > 0 and iteration % args.eval_every == 0 and iteration < num_iterations:  # last: below
             eval_start = time.time()
-            metrics = evaluate_and_log(f"at global_step={global_step} ")
-            if metrics["success_rate"] > best_success:  # keep the best-evaluated policy beside the last one
-                best_success = metrics["success_rate"]
-                save_checkpoint(best_path)
-            start_time += time.time() - eval_start  # the evaluation's time is left out of SPS
+            evaluate_and_log(f"at global_step={global_step} ")
+            sps_time += time.time() - eval_start  # the evaluation's time is left out of SPS
         if stop_requested or time.time() - last_save > 60 * args.checkpoint_minutes:
-            save_checkpoint()
-            last_save = time.time()
+            saved, last_save = save_checkpoint(), time.time()
         if stop_requested:
-            print(f"stopped; checkpoint saved. Continue with:\n{resume_command(model_path)}")
+            resume = f"checkpoint saved. Continue with:\n{resume_command(model_path)}" if saved else "nothing saved"
+            say(f"stopped; {resume}", important=True)
             raise SystemExit(128 + stop_requested[0])
 
-    save_checkpoint()
-
-    def stop_during_final_evaluation(signum, frame) -> None:
-        print(
-            f"\nstopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint {model_path}"
-        )
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGINT, stop_during_final_evaluation)
-    signal.signal(signal.SIGTERM, stop_during_final_evaluation)
-    print(f"model saved to {model_path}", flush=True)
-    if os.path.exists(best_path):
-        print(f"best periodic evaluation ({best_success:.3f} success) saved to {best_path}", flush=True)
+    if not save_checkpoint():
+        raise SystemExit(f"error: the trained model is not saved (the warning above says why): {model_path}")
+    quit_note = "stopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint "
+    quit_note += shlex.quote(model_path)
+    say(f"model saved to {model_path}")
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         evaluation = ["--backend", "isaacgym", "--eval-checkpoint", os.path.abspath(model_path)]
-        print(f"evaluate with: {shlex.join([sys.executable, sys.argv[0], *evaluation])}")
+        say(f"evaluate with: {shlex.join([sys.executable, sys.argv[0], *evaluation])}")
     elif args.eval_envs > 0:
-        evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=print)
+        evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=say)
+        if args.eval_every > 0:  # the model again, with best_success after the final evaluation
+            save_checkpoint()
+    if os.path.exists(best_path):
+        say(f"best periodic evaluation ({best_success:.3f} success) saved to {best_path}")
     writer.close()

@@ -32,7 +32,8 @@ def machine_description() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
-    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}"
+    text = f"{cpu}, {os.cpu_count()} logical cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    text += f", Python {platform.python_version()}"
     if torch.cuda.is_available():
         text += f"; GPU {torch.cuda.get_device_name(0)}"
     return text

@@ -57,6 +57,7 @@ CONFIGS = {
     "mappo_lambda0.98": ["mappo_mapush.py", "--gae-lambda", "0.98"] + EVAL_EVERY,
     "mappo_ent0": ["mappo_mapush.py", "--ent-coef", "0"] + EVAL_EVERY,
     "mappo_minibatches16": ["mappo_mapush.py", "--num-minibatches", "16"] + EVAL_EVERY,
+    "mappo_epochs10": ["mappo_mapush.py", "--update-epochs", "10"] + EVAL_EVERY,
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
@@ -373,7 +374,8 @@ def summarise() -> None:
         lines.append(
             f"| {config} | {seed} | {int(train[-1]['global_step']):,} | {tail_mean:.3f} | "
             + (f"{ev:.3f}" if ev is not None else ("stopped" if config.startswith("partial-") else "not finished"))
-            + f" | {final.get('eval_finish_time_s', float('nan')):.1f} | {final.get('eval_collaboration', float('nan')):.2f}"
+            + f" | {final.get('eval_finish_time_s', float('nan')):.1f}"
+            + f" | {final.get('eval_collaboration', float('nan')):.2f}"
             + f" | {train[-1]['sps']} | {float(train[-1]['wall_s']) / 60:.0f} |"
         )
         curves.setdefault(config, []).append((seed, train))

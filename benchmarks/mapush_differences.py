@@ -4,7 +4,8 @@ Needs a MAPush checkout (MAPUSH_ROOT). Runs the Isaac Gym adapter over MAPush's 
 the simulator replaced by the surrogate's physics (tests/mapush_code.py), drives it with the
 scripted controller plus noise and with an untrained actor's exploration, and measures on reset steps
 what MAPush's quirks change: the dense reward terms computed on the post-reset state (by policy and
-kind of ending), and the first observation built with the previous episode's yaws. Also measures how often MAPush's independent robot spawns start closer than 0.25 m.
+kind of ending), and the first observation built with the previous episode's yaws. Also measures how often
+MAPush's independent robot spawns start closer than 0.25 m.
 Writes benchmarks/results/mapush_differences.md.
 
     MAPUSH_ROOT=/path/to/MAPush python benchmarks/mapush_differences.py [--checkpoints PATH ...]
@@ -142,7 +143,8 @@ def main(num_envs: int = 64, steps: int = 3000, checkpoints=()) -> None:
         "",
         "| what | measured |",
         "|---|---|",
-        f"| first observation of an episode: yaw error of MAPush's (previous episode's yaw) | mean {yaw_err.mean():.3f} rad, "
+        "| first observation of an episode: yaw error of MAPush's (previous episode's yaw) | "
+        f"mean {yaw_err.mean():.3f} rad, "
         f"largest {yaw_err.max():.3f} rad |",
         "| first observation: largest error per feature (x_t, y_t, x_b, y_b, yaw_b, x_o, y_o, yaw_o) | "
         + ", ".join(f"{v:.2f}" for v in obs_err.amax((0, 1)).tolist())

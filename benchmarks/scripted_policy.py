@@ -80,7 +80,8 @@ def main() -> None:
         f.write(f"`python benchmarks/scripted_policy.py --num-envs {args.num_envs} --seed {args.seed}`\n\n")
         f.write("| success rate | finish time (s) | collaboration degree |\n|---:|---:|---:|\n")
         f.write(
-            f"| {metrics['success_rate']:.3f} | {metrics['finish_time_s']:.2f} | {metrics['collaboration_degree']:.2f} |\n"
+            f"| {metrics['success_rate']:.3f} | {metrics['finish_time_s']:.2f}"
+            f" | {metrics['collaboration_degree']:.2f} |\n"
         )
 
 

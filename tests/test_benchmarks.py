@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 TINY = ["--num-envs", "8", "--num-steps", "8", "--max-episode-steps", "6", "--eval-envs", "4", "--hidden-sizes", "8"]
-TINY += ["--eval-every", "2"]  # a deterministic evaluation every second iteration
+TINY += ["--eval-every", "1"]  # a deterministic evaluation every iteration (the last one: the final evaluation)
 
 
 def launch(tmp_path, total_timesteps):
@@ -35,7 +35,7 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     assert all(float(r["cpu_s"]) > 0 for r in train)  # the script's CPU time, read from /proc
     evals = [r["kind"] for r in rows if r["kind"].startswith("eval")]
     assert evals == ["eval", "eval_finish_time_s", "eval_collaboration"]
-    assert during_eval_steps(rows) == [128]
+    assert during_eval_steps(rows) == [64]
     summary = (tmp_path / "summary.md").read_text()
     assert "| happo_mean | 1 (1) | - | - | - | " in summary  # one finished seed, too short for 5M
     assert "- happo_mean seed 3: 0.0M " in summary  # the evaluation during training, listed
@@ -57,7 +57,7 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     assert "0.999" not in [r["success_rate"] for r in train]
     cpu = [float(r["cpu_s"]) for r in train]
     assert cpu == sorted(cpu)  # CPU time continues across the resume
-    assert during_eval_steps(rows) == [128, 256]  # kept across the resume, then continued
+    assert during_eval_steps(rows) == [64, 192]  # kept across the resume, then continued
     assert [r["kind"] for r in rows if r["kind"] == "eval"] == ["eval"]
 
     # The diagnostics table reads the run's TensorBoard log back: HAPPO rows hold the factor.
@@ -257,3 +257,17 @@ def test_plateau_keeps_a_checkpoint_per_milestone_resumes_and_analyses(tmp_path)
         assert float(row["std"]) > 0 and float(row["advantage std"]) > 0
     by_distance = list(csv.DictReader(open(tmp_path / "out" / "by_distance.csv")))
     assert sum(int(r["envs"]) for r in by_distance[:3]) == 5
+
+
+def test_logged_scalars_compare_names_each_difference():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from logged_scalars import differences
+
+    before = {"mappo_shared": {"losses/value_loss": [[64, 1.0], [128, 0.5]], "charts/action_std": [[64, 0.7]]}}
+    assert differences(before, before) == []
+    after = {"mappo_shared": {"losses/value_loss": [[64, 1.0], [128, 0.5000001]], "eval/success_rate": [[128, 0.0]]}}
+    assert differences(before, after) == [
+        "mappo_shared: charts/action_std only in one",
+        "mappo_shared: eval/success_rate only in one",
+        "mappo_shared: losses/value_loss differs",
+    ]

@@ -37,7 +37,7 @@ def train(script, extra, cwd):
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     (run_dir,) = glob.glob(os.path.join(str(cwd), "runs", "*"))
-    return logged_scalars(run_dir), proc.stderr
+    return logged_scalars(run_dir), proc.stderr, proc.stdout
 
 
 @pytest.mark.parametrize("script", [mappo, happo])
@@ -76,8 +76,11 @@ def test_compiled_training_equals_eager_training(script, tmp_path):
     recompilations (each compiled function is traced once)."""
     (tmp_path / "eager").mkdir()
     (tmp_path / "compiled").mkdir()
-    eager, _ = train(script, [], tmp_path / "eager")
-    compiled, compile_log = train(script, ["--compile"], tmp_path / "compiled")
+    eager, _, _ = train(script, [], tmp_path / "eager")
+    compiled, compile_log, console = train(script, ["--compile"], tmp_path / "compiled")
+    lines = console.splitlines()  # said before the long first iteration, whose time gives no ETA
+    first = next(k for k, line in enumerate(lines) if line.startswith("iter 1/"))
+    assert any(line.startswith("compiling: ") for line in lines[:first]) and lines[first].endswith(" eta=?")
     assert "Graph break" not in compile_log and "Recompiling" not in compile_log, compile_log[-3000:]
     assert set(eager) == set(compiled) and len(eager["losses/value_loss"]) == 2
     for tag, values in eager.items():

@@ -247,14 +247,14 @@ TINY += ["--hidden-sizes", 16, 16, "--seed", 3]
 @need("wandb")
 @pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
 def test_track_logs_to_wandb_offline_without_a_network(script, tmp_path):
-    """WANDB_MODE=offline: the run's config and the synced TensorBoard scalars land in the run folder."""
+    """WANDB_MODE=offline: the run's config and the synced TensorBoard scalars land in ./wandb (CleanRL's place)."""
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
     env.pop("WANDB_API_KEY", None)
     cmd = [sys.executable, os.path.join(ROOT, script), "--track", "--wandb-project-name", "ci"] + [str(a) for a in TINY]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (run_dir,) = (tmp_path / "runs").iterdir()
-    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
     (record,) = offline.glob("run-*.wandb")
     data = record.read_bytes()
     assert run_dir.name.encode() in data  # the run's name and id: the run folder's

@@ -332,7 +332,8 @@ def test_the_best_periodic_evaluation_s_policy_is_kept_beside_the_last(script, t
     flags = TINY + ["--total-timesteps", 4 * 64, "--eval-every", 1, "--eval-envs", 6, "--max-episode-steps", 12]
     out = run_script(script, flags, tmp_path)
     evals = re.findall(r"evaluation at global_step=(\d+) on 6 envs: \{'success_rate': ([\d.]+)", out)
-    steps, rates = [int(step) for step, _ in evals], [float(rate) for _, rate in evals]
+    evals += [("256", rate) for rate in re.findall(r"evaluation on 6 envs: \{'success_rate': ([\d.]+)", out)]
+    steps, rates = [int(step) for step, _ in evals], [float(rate) for _, rate in evals]  # the last: the final one
     assert steps == [64, 128, 192, 256]
     best = glob.glob(os.path.join(single_run_dir(tmp_path), "*_best.cleanrl_model"))
     assert len(best) == 1 and f"saved to {os.path.relpath(best[0], str(tmp_path))}" in out

@@ -1,5 +1,6 @@
 """Nothing lost, clear errors: bad flag values, Ctrl-C, run folders, checkpoints, env arguments."""
 
+import fcntl
 import glob
 import os
 import shlex
@@ -44,6 +45,10 @@ def run_failing(script, args, cwd):
         (dict(reward_scale=float("nan")), "--reward-scale must be a finite number, got nan"),
         (dict(ent_coef=float("nan")), "--ent-coef must be a finite number"),
         (dict(actor_lr=float("inf")), "--actor-lr must be a finite number, got inf"),
+        (dict(seed=2**70), "--seed must be in [0, 2**32), got 1180591620717411303424"),
+        (dict(seed=-1), "--seed must be in [0, 2**32), got -1"),
+        (dict(resume="a", eval_checkpoint="b"), "--resume and --eval-checkpoint exclude each other"),
+        (dict(env_options=("max_episode_steps=10",)), "max_episode_steps=10: give the time limit as --max-episode"),
         (dict(eval_every=5, eval_envs=0), "--eval-every and --eval-checkpoint need --eval-envs > 0"),
         (dict(eval_checkpoint="x.cleanrl_model", eval_envs=0), "need --eval-envs > 0, got --eval-envs 0"),
         (dict(env_options=("team_reward",)), "--env-options: takes NAME=VALUE with a number or True/False"),
@@ -58,6 +63,10 @@ def test_bad_flag_values_are_named_with_the_accepted_range(script, flags, messag
 
 def test_happo_refuses_an_inverted_factor_clip():
     assert "--factor-clip needs 0 <= LOW <= HIGH, got 2.0 0.5" in happo.args_error(happo.Args(factor_clip=(2.0, 0.5)))
+    inf = float("inf")  # before: accepted, then every factor inf and a "diverged" message
+    assert "--factor-clip must be a finite number, got (inf, inf)" in happo.args_error(
+        happo.Args(factor_clip=(inf, inf))
+    )
     assert happo.args_error(happo.Args(factor_clip=(0.5, 2.0))) is None
 
 
@@ -158,7 +167,7 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(mappo.time, "time", lambda: 1_800_000_000.0)
     first, second = mappo.new_run_dir(mappo.Args()), mappo.new_run_dir(mappo.Args())
-    assert first == "runs/mapush__mappo_mapush__1__1800000000" and second == first + "_2"
+    assert first == "runs/mapush__mappo_mapush__1__1800000000" and second == first + f"_{os.getpid()}"
     assert os.path.isdir(first) and os.path.isdir(second)
 
 
@@ -232,7 +241,8 @@ def test_every_evaluation_runs_on_the_task_the_policy_trained_on(tmp_path):
     flags = TINY + ["--total-timesteps", 128, "--env-options", "success_radius=10.0", "--eval-every", 1]
     out = run_script("happo_mapush.py", flags, tmp_path)
     evaluations = [line for line in out.splitlines() if line.startswith("evaluation ")]
-    assert len(evaluations) == 3 and all("'success_rate': 1.0" in line for line in evaluations), evaluations
+    assert len(evaluations) == 2 and all("'success_rate': 1.0" in line for line in evaluations), evaluations
+    assert evaluations[0].startswith("evaluation at global_step=64 ") and evaluations[1].startswith("evaluation on")
     path, _ = checkpoint_of(tmp_path)
     out = run_script("happo_mapush.py", ["--eval-checkpoint", path, "--eval-envs", 2], tmp_path)
     assert "'success_rate': 1.0" in out.strip().splitlines()[-1]
@@ -247,28 +257,39 @@ def test_a_diverging_run_stops_in_one_line_before_saving(tmp_path):
     assert proc.stderr.startswith("error: the run diverged at iteration 1: losses/policy_loss")
     assert "try a lower --actor-lr / --critic-lr" in proc.stderr
     (run_dir,) = glob.glob(str(tmp_path / "runs" / "*"))
-    assert not glob.glob(os.path.join(run_dir, "*.cleanrl_model")) and not os.path.exists(
-        os.path.join(run_dir, "run.lock")
-    )
+    assert not glob.glob(os.path.join(run_dir, "*.cleanrl_model"))
+    with open(os.path.join(run_dir, "run.lock")) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released at its exit
 
 
 @pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
-def test_one_run_per_run_folder_and_a_crashed_runs_lock_is_taken_over(tmp_path, script):
+def test_one_run_per_run_folder_held_by_a_lock_that_ends_with_its_process(tmp_path, script):
+    """run.lock is flock-ed while a run lives: a second run in the folder gets one line naming the file; the
+    kernel frees it however a run ends, so its content (junk, empty, a reused process id) never matters."""
     run_script(script, TINY + ["--total-timesteps", 64, "--eval-envs", 0], tmp_path)
     path, _ = checkpoint_of(tmp_path)
     lock = os.path.join(os.path.dirname(path), "run.lock")
-    assert not os.path.exists(lock)  # removed when the run ended
-    with open(lock, "w") as f:  # a run still going: this test's own process
-        f.write(str(os.getpid()))
-    proc = run_failing(script, TINY + ["--total-timesteps", 128, "--resume", path], tmp_path)
-    assert proc.returncode == 1 and proc.stderr.strip().endswith(
-        f"is in use by another run (process {os.getpid()}); wait for it or stop it"
-    )
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    with open(lock, "w") as f:  # a run that was killed: its process is gone
-        f.write(finished.stdout.strip())
+    with open(lock, "a") as held:  # a run still going: this test's process holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: the finished run let it go
+        proc = run_failing(script, TINY + ["--total-timesteps", 128, "--resume", path], tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip() == f"error: another run holds {lock}; wait for it or stop it"
+    for content in ["junk", "", "1"]:  # before: a traceback, or "in use by another run (process 1)" for good
+        with open(lock, "w") as f:
+            f.write(content)
+        run_script(script, TINY + ["--total-timesteps", 64, "--resume", path, "--eval-envs", 0], tmp_path)
+    killed = subprocess.Popen(  # a run killed with SIGKILL (or out of memory) leaves the folder usable
+        [sys.executable, os.path.join(ROOT, script), *map(str, TINY + ["--total-timesteps", 64000, "--resume", path])],
+        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1"),
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in killed.stdout:
+        if line.startswith("iter "):
+            killed.kill()
+            break
+    killed.communicate(timeout=60)
     out = run_script(script, TINY + ["--total-timesteps", 128, "--resume", path, "--eval-envs", 0], tmp_path)
-    assert "iter 2/2 " in out and not os.path.exists(lock)
+    assert "iter 2/2 " in out
 
 
 def test_exp_name_backend_and_run_folder_are_checked_before_anything_is_made(tmp_path):
