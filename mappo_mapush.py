@@ -649,7 +649,7 @@ if __name__ == "__main__":
 
     # The run folder (a resumed run continues in its own), its lock, W&B and TensorBoard
     run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
-    run_lock = lock_run_dir(run_dir)
+    run_lock = lock_run_dir(run_dir)  # the lock lasts while this open file does
     if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
         import wandb
 
