@@ -192,7 +192,7 @@ def test_missing_corrupt_foreign_or_unsafe_checkpoints_give_one_clear_line(tmp_p
     torch.save({"algo": "mappo" if script is happo else "happo"}, str(foreign))
     with pytest.raises(SystemExit, match=f"is not a checkpoint of {script.__name__}.py"):
         script.load_checkpoint(str(foreign), cpu)
-    older = tmp_path / "older.cleanrl_model"  # the layout before saved_objects: no "layout" key
+    older = tmp_path / "older.cleanrl_model"  # layout 1: no "layout" key
     torch.save({"algo": script.__name__[:5], "actors": [], "actor_optimizers": []}, str(older))
     with pytest.raises(SystemExit, match="has checkpoint layout 1 .* evaluate or resume it with the version"):
         script.load_checkpoint(str(older), cpu)
