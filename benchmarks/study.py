@@ -85,13 +85,11 @@ BUDGETS = {"recipe": 5_000_000, "harl": 20_000_000}  # env steps per run: enough
 # Where the table reads evaluation success: steps at which every run of the grid evaluates (both
 # --eval-every 15 and 30 evaluate at iterations 90 and 150) and the end of the budget.
 REPORT_STEPS = {"recipe": (2_949_120, 4_915_200), "harl": (9_830_400, 20_000_000)}
-# Baselines whose runs the learning benchmark already made with the same flags and seeds (the run
-# length and --eval-every do not change training): read from there instead of run again.
-LEARNING = os.path.join(HERE, "results", "learning")
+# Baselines whose runs the learning benchmark already made with the same flags and seeds on the same
+# surrogate (the run length and --eval-every do not change training): read from there unless the study
+# has a run of its own. HARL's settings have no such runs on the current surrogate: the study runs them.
+LEARNING = os.path.join(HERE, "results", "learning_mapush_code")
 SAME_AS_LEARNING_RUN = {"recipe-mappo": "mappo", "recipe-happo_prod": "happo_prod", "recipe-happo_mean": "happo_mean"}
-SAME_AS_LEARNING_RUN.update(
-    {"harl-mappo": "mappo_harl", "harl-happo_prod": "happo_prod_harl", "harl-happo_mean": "happo_mean_harl"}
-)
 EVAL_EVERY = {"recipe": "15", "harl": "30"}  # iterations between deterministic evaluations (0.49M / 0.98M steps)
 # TensorBoard tags kept per run for the figures (prefixes).
 KEPT_TAGS = ("factor/position1/", "losses/agent0/approx_kl", "losses/agent1/approx_kl", "losses/agent0/clipfrac")
@@ -247,7 +245,7 @@ def summarise(seeds, budgets) -> None:
             lines += [f"| config | seeds | {at} | finish time at the end (s) | CPU-s per 1M steps |"]
             lines += ["|---|---|---:|---:|---:|---:|"] + rows + [""]
     lines += ["Baselines without a study CSV are read from the learning benchmark's runs of the same flags"]
-    lines += ["and seed (results/learning/); the run length and evaluations do not change training."]
+    lines += ["and seed (results/learning_mapush_code/); the run length and evaluations do not change training."]
     with open(os.path.join(lr.OUT, "summary.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -359,6 +357,9 @@ def main() -> None:
     parser.add_argument("--slurm-partition", default=None)
     parser.add_argument("--timeout-min", type=int, default=24 * 60, help="submitit: limit per run")
     parser.add_argument("--plot", action="store_true", help="only write the table and the figures")
+    parser.add_argument(
+        "--own-baselines", action="store_true", help="run baselines the learning benchmark has (for their scalars)"
+    )
     parser.add_argument("--results-dir", default=OUT)
     parser.add_argument("--work-dir", default=ROOT, help="where the scripts run and write runs/")
     parser.add_argument("extra", nargs="*", help="extra flags passed to the script, after --")
@@ -379,7 +380,7 @@ def main() -> None:
             for s in args.seeds
         ]
         # baselines the learning benchmark ran with the same flags and seed: its data, no new run
-        reused = [job for job in jobs if not args.extra and reuses_learning_run(job[0], job[2])]
+        reused = [job for job in jobs if not (args.extra or args.own_baselines) and reuses_learning_run(job[0], job[2])]
         for config, _, seed, *_ in reused:
             print(f"reuse {config} seed {seed}: {source_of(config, seed)}")
             if glob.glob(os.path.join(args.work_dir, "runs", f"mapush__{SAME_AS_LEARNING_RUN[config]}__{seed}__*")):
