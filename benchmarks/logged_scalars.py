@@ -8,6 +8,14 @@ plumbing leaves what they compute untouched (timings and SPS left out).
 The configurations: MAPPO with a shared actor; MAPPO with one actor per agent and the team value;
 HAPPO prod; HAPPO mean with HARL's inputs and std, two mini-batches, --anneal-lr and --factor-clip.
 Each runs 5 iterations of 16 x 16 env steps with a periodic and a final evaluation (about 40 s in all).
+
+The same harness measures how far two float32 trajectories of one configuration drift apart, e.g.
+compiled against eager, or two threads against one (`--tolerance` counts, per iteration, the scalars
+outside it instead of demanding equality):
+
+    python benchmarks/logged_scalars.py eager.json --configs mappo_shared happo_prod --size 32 32
+    python benchmarks/logged_scalars.py compiled.json --configs mappo_shared happo_prod --size 32 32 --flags=--compile
+    python benchmarks/logged_scalars.py --compare eager.json compiled.json --tolerance 1e-3
 """
 
 import argparse
@@ -31,14 +39,20 @@ CONFIGS = {
 }
 
 
-def logged_scalars(root: str) -> dict:
+def logged_scalars(root: str, configs=tuple(CONFIGS), extra=(), threads: int = 1, size=None) -> dict:
+    """{config: {tag: [[step, value], ...]}}; size: (num_envs, num_steps) instead of 16 x 16, still 5 iterations."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    tiny = list(TINY)
+    if size:
+        num_envs, num_steps = size
+        tiny[1], tiny[3], tiny[-1] = str(num_envs), str(num_steps), str(5 * num_envs * num_steps)
     result = {}
-    for name, (script, *flags) in CONFIGS.items():
+    for name in configs:
+        script, *flags = CONFIGS[name]
         with tempfile.TemporaryDirectory() as cwd:
-            env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS="1")
-            cmd = [sys.executable, os.path.join(root, script), *TINY, *flags]
+            env = dict(os.environ, PYTHONPATH=root, OMP_NUM_THREADS=str(threads))
+            cmd = [sys.executable, os.path.join(root, script), *tiny, *flags, *extra]
             subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
             (run_dir,) = glob.glob(os.path.join(cwd, "runs", "*"))
             acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
@@ -46,6 +60,24 @@ def logged_scalars(root: str) -> dict:
             tags = [tag for tag in acc.Tags()["scalars"] if not tag.startswith("perf/") and tag != "charts/SPS"]
             result[name] = {tag: [[e.step, e.value] for e in acc.Scalars(tag)] for tag in tags}
     return result
+
+
+def drift(before: dict, after: dict, tolerance: float) -> list:
+    """Per config and logged step: how many scalars differ by more than `tolerance` relative (1e-5
+    absolute near zero), and the largest relative difference with its tag."""
+    out = []
+    for name in sorted(set(before) & set(after)):
+        a, b = before[name], after[name]
+        steps = sorted({step for tag in a for step, _ in a[tag]})
+        for step in steps:
+            at = [(tag, dict(a[tag]).get(step), dict(b[tag]).get(step)) for tag in sorted(set(a) & set(b))]
+            pairs = [(tag, x, y) for tag, x, y in at if x is not None and y is not None]
+            outside = [(tag, x, y) for tag, x, y in pairs if abs(x - y) > tolerance * abs(x) + 1e-5]
+            rel = {tag: abs(x - y) / max(abs(x), 1e-12) for tag, x, y in outside}
+            worst = max(rel, key=rel.get) if rel else None
+            line = f"{name} step {step}: {len(rel)} of {len(pairs)} scalars outside {tolerance:g}"
+            out.append(line + (f", largest {rel[worst]:.2g} relative ({worst})" if worst else ""))
+    return out
 
 
 def differences(before: dict, after: dict) -> list:
@@ -62,11 +94,20 @@ if __name__ == "__main__":
     parser.add_argument("out", nargs="?", help="JSON file to write")
     parser.add_argument("--root", default=ROOT, help="the checkout whose scripts run")
     parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
+    parser.add_argument("--tolerance", type=float, default=None, help="--compare: count scalars outside it")
+    parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(CONFIGS))
+    parser.add_argument("--flags", default="", help="flags added to every configuration, e.g. --flags=--compile")
+    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of the runs")
+    parser.add_argument("--size", nargs=2, type=int, metavar=("ENVS", "STEPS"), help="instead of 16 x 16")
     args = parser.parse_args()
     if args.compare:
-        found = differences(*(json.load(open(path)) for path in args.compare))
+        before, after = (json.load(open(path)) for path in args.compare)
+        if args.tolerance is not None:
+            print("\n".join(drift(before, after, args.tolerance)))
+            raise SystemExit(0)
+        found = differences(before, after)
         print("\n".join(found) or "identical")
         raise SystemExit(1 if found else 0)
-    scalars = logged_scalars(args.root)
+    scalars = logged_scalars(args.root, args.configs, args.flags.split(), args.threads, args.size)
     json.dump(scalars, open(args.out, "w"), sort_keys=True)
     print(f"{args.out}: " + ", ".join(f"{name} {len(tags)} tags" for name, tags in scalars.items()))

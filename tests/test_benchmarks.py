@@ -271,3 +271,15 @@ def test_logged_scalars_compare_names_each_difference():
         "mappo_shared: eval/success_rate only in one",
         "mappo_shared: losses/value_loss differs",
     ]
+
+
+def test_logged_scalars_drift_counts_scalars_outside_the_tolerance_per_step():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from logged_scalars import drift
+
+    before = {"m": {"a": [[64, 1.0], [128, 2.0]], "b": [[64, 0.0], [128, 4.0]], "only_before": [[64, 1.0]]}}
+    after = {"m": {"a": [[64, 1.0005], [128, 2.2]], "b": [[64, 0.000001], [128, 3.0]]}}
+    assert drift(before, after, 1e-3) == [
+        "m step 64: 0 of 2 scalars outside 0.001",  # 5e-4 relative; 1e-6 absolute near zero
+        "m step 128: 2 of 2 scalars outside 0.001, largest 0.25 relative (b)",
+    ]
