@@ -10,8 +10,9 @@ HAPPO prod; HAPPO mean with HARL's inputs and std, two mini-batches, --anneal-lr
 Each runs 5 iterations of 16 x 16 env steps with a periodic and a final evaluation (about 40 s in all).
 
 The same harness measures how far two float32 trajectories of one configuration drift apart, e.g.
-compiled against eager, or two threads against one (`--tolerance` counts, per iteration, the scalars
-outside it instead of demanding equality):
+compiled against eager, or two threads against one, at a size with the scripts' own networks and
+episode length (`--size`; `--tolerance` counts, per iteration, the scalars outside it instead of
+demanding equality):
 
     python benchmarks/logged_scalars.py eager.json --configs mappo_shared happo_prod --size 32 32
     python benchmarks/logged_scalars.py compiled.json --configs mappo_shared happo_prod --size 32 32 --flags=--compile
@@ -40,13 +41,15 @@ CONFIGS = {
 
 
 def logged_scalars(root: str, configs=tuple(CONFIGS), extra=(), threads: int = 1, size=None) -> dict:
-    """{config: {tag: [[step, value], ...]}}; size: (num_envs, num_steps) instead of 16 x 16, still 5 iterations."""
+    """{config: {tag: [[step, value], ...]}}; size: (num_envs, num_steps): 5 iterations of that size with the
+    scripts' own networks and episode length instead of the tiny ones."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tiny = list(TINY)
     if size:
         num_envs, num_steps = size
-        tiny[1], tiny[3], tiny[-1] = str(num_envs), str(num_steps), str(5 * num_envs * num_steps)
+        tiny = ["--num-envs", str(num_envs), "--num-steps", str(num_steps), "--eval-envs", "4", "--eval-every", "2"]
+        tiny += ["--total-timesteps", str(5 * num_envs * num_steps)]
     result = {}
     for name in configs:
         script, *flags = CONFIGS[name]

@@ -222,10 +222,41 @@ def final_metrics(config: str, seed: int, budget: int):
     return final if ended_at_budget else {}
 
 
+# Diagnostics per run: the mean of a TensorBoard scalar over training from 1M env steps to the budget.
+DIAGNOSTICS = {
+    "joint approx KL": "losses/approx_kl",
+    "M std": "factor/position1/std",
+    "M outside [0.8, 1.2]": "factor/position1/outside_clip",
+    "approach term": "rewards/approach",
+    "action std": "charts/action_std",
+}
+
+
+def diagnostic(config: str, seed: int, tag: str, budget: int):
+    start = min(1_000_000, budget // 5)  # the first iterations left out (a tiny test budget keeps its last 4/5)
+    values = [value for step, value in scalars_of(config, seed).get(tag, []) if start <= step <= budget]
+    return sum(values) / len(values) if values else None
+
+
+def per_seed_rows(config: str, curves, step: int, budget: int) -> str:
+    """One table row: success per seed at `step`, the mean, and the diagnostics averaged over the seeds
+    with a scalar CSV (their seeds named when not all have one)."""
+    success = [at_or_before(curves[s], step) for s in curves]
+    shown = [f"{s}: {100 * v:.1f}" if v is not None else f"{s}: -" for s, v in zip(curves, success)]
+    known = [v for v in success if v is not None]
+    cells = [", ".join(shown), f"{100 * sum(known) / len(known):.1f}" if known else "-"]
+    with_scalars = [s for s in curves if scalars_of(config, s)]
+    for tag in DIAGNOSTICS.values():
+        values = [v for v in (diagnostic(config, s, tag, budget) for s in with_scalars) if v is not None]
+        cells.append(f"{sum(values) / len(values):.4g}" if values else "-")
+    cells.append(", ".join(str(s) for s in with_scalars) or "-")
+    return f"| {config} | " + " | ".join(cells) + " |"
+
+
 def summarise(seeds, budgets) -> None:
     lines = ["# The study: deterministic evaluation success per configuration (torch backend)", ""]
     for grid, configs in GRIDS.items():
-        budget, rows = budgets[grid], []
+        budget, rows, seed_rows = budgets[grid], [], []
         report_steps = REPORT_STEPS[grid] if budget == BUDGETS[grid] else (budget // 2, budget)
         for config in configs:
             curves = curves_of(config, seeds, budget)
@@ -239,11 +270,19 @@ def summarise(seeds, budgets) -> None:
             cells += [f"{sum(c for c in cpu if c) / max(1, sum(1 for c in cpu if c)):.0f}" if any(cpu) else "-"]
             seeds_cell = ", ".join(str(s) for s in curves)
             rows.append(f"| {config} | {seeds_cell} | " + " | ".join(cells) + " |")
+            seed_rows.append(per_seed_rows(config, curves, report_steps[-1], budget))
         if rows:
             lines += [f"## Grid `{grid}`: {budget:,} env steps per run", ""]
             at = " | ".join(f"eval success at {step / 1e6:.1f}M, mean (min-max)" for step in report_steps)
             lines += [f"| config | seeds | {at} | finish time at the end (s) | CPU-s per 1M steps |"]
             lines += ["|---|---|---:|---:|---:|---:|"] + rows + [""]
+            lines += [f"Per seed at {report_steps[-1] / 1e6:.1f}M (%), and diagnostics: means from 1M steps to the end"]
+            lines += [
+                "over the seeds whose scalar CSV exists (last column), of: " + ", ".join(DIAGNOSTICS.values()),
+                "",
+            ]
+            lines += ["| config | success per seed | mean | " + " | ".join(DIAGNOSTICS) + " | seeds with scalars |"]
+            lines += ["|---|---|---:|" + "---:|" * len(DIAGNOSTICS) + "---|"] + seed_rows + [""]
     lines += ["Baselines without a study CSV are read from the learning benchmark's runs of the same flags"]
     lines += ["and seed (results/learning_mapush_code/); the run length and evaluations do not change training."]
     with open(os.path.join(lr.OUT, "summary.md"), "w") as f:

@@ -168,6 +168,8 @@ def test_study_runs_a_grid_in_a_pool_exports_scalars_and_skips_finished_runs(tmp
     assert {int(r["global_step"]) for r in rows if r["tag"] == "factor/position1/mean"} == {64, 128}
     summary = (tmp_path / "summary.md").read_text()
     assert "| recipe-mappo | 1 | " in summary and "| recipe-happo_prod-fixed_order | 1 | " in summary
+    (per_seed,) = [line for line in summary.splitlines() if line.startswith("| recipe-happo_prod-fixed_order | 1: ")]
+    assert per_seed.endswith(" | 1 |") and " - |" not in per_seed  # every diagnostic from its scalar CSV
     again = study(tmp_path, "--configs", "recipe-mappo", "--workers", "1")
     assert "skip recipe-mappo seed 1: finished" in again
 
