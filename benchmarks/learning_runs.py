@@ -58,6 +58,24 @@ CONFIGS = {
     "mappo_ent0": ["mappo_mapush.py", "--ent-coef", "0"] + EVAL_EVERY,
     "mappo_minibatches16": ["mappo_mapush.py", "--num-minibatches", "16"] + EVAL_EVERY,
     "mappo_epochs10": ["mappo_mapush.py", "--update-epochs", "10"] + EVAL_EVERY,
+    # The discount horizon (docs/results.md, "The discount horizon"): 1 / (1 - gamma) steps at 50 Hz is
+    # 2 s at 0.99, 10 s at 0.998; GAE's lambda and timeout bootstrapping at the longer horizons; both
+    # HAPPO aggregations at them (results/horizon/, 10M env steps, extended to 20M for the confirmation).
+    **{f"mappo_gamma{g}": ["mappo_mapush.py", "--gamma", g] + EVAL_EVERY for g in ("0.998", "0.999")},
+    **{
+        f"mappo_gamma{g}_lambda{lam}": ["mappo_mapush.py", "--gamma", g, "--gae-lambda", lam] + EVAL_EVERY
+        for g in ("0.995", "0.998", "0.999")
+        for lam in ("0.9", "0.98")
+    },
+    **{
+        f"mappo_gamma{g}_no_bootstrap": ["mappo_mapush.py", "--gamma", g, "--no-bootstrap-timeouts"] + EVAL_EVERY
+        for g in ("0.995", "0.998", "0.999")
+    },
+    **{
+        f"happo_{agg}_gamma{g}": ["happo_mapush.py", "--action-aggregation", agg, "--gamma", g] + EVAL_EVERY
+        for agg in ("prod", "mean")
+        for g in ("0.995", "0.998", "0.999")
+    },
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
@@ -109,11 +127,13 @@ def set_dirs(results_dir: str, work_dir: str) -> None:
     os.makedirs(WORK, exist_ok=True)  # the scripts run (cwd) here: a missing folder would stop the launcher
 
 
-def finished(path: str) -> bool:
+def finished(path: str, total_timesteps: int = 0) -> bool:
+    """Whether the CSV ends with a final evaluation at `total_timesteps` or later (a run finished at
+    10M is not finished for 20M: it is extended from its last checkpoint, exactly as if run straight)."""
     if not os.path.exists(path):
         return False
     with open(path) as f:
-        return any(line.startswith("eval,") for line in f)
+        return any(row[0] == "eval" and int(row[1]) >= total_timesteps for row in csv.reader(f))
 
 
 def resume_point(config: str, seed: int):
@@ -150,7 +170,7 @@ def cpu_seconds(pid: int):
 
 def run(config: str, seed: int, total_timesteps: int, extra) -> None:
     path = csv_path(config, seed)
-    if finished(path):
+    if finished(path, total_timesteps):
         print(f"skip {config} seed {seed}: finished ({path})")
         return
     script, *flags = CONFIGS[config]

@@ -15,6 +15,7 @@ TINY += ["--eval-every", "1"]  # a deterministic evaluation every iteration (the
 
 
 def launch(tmp_path, total_timesteps):
+    tmp_path.mkdir(exist_ok=True)
     cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "learning_runs.py"), "--configs", "happo_mean"]
     cmd += ["--seeds", "3", "--total-timesteps", str(total_timesteps), "--results-dir", str(tmp_path)]
     cmd += ["--work-dir", str(tmp_path), "--"] + TINY
@@ -72,6 +73,27 @@ def test_learning_launcher_records_skips_resumes_and_plots(tmp_path):
     cells = dict(zip(header, [c.strip() for c in rows[0].strip("|").split("|")]))
     assert cells["steps (M)"] == "0-1" and all(v != "" for v in cells.values()), cells  # every column measured
     assert 0.0 < float(cells["M min"]) <= 1.0 <= float(cells["M max"])
+
+
+def test_learning_launcher_extends_a_finished_run_as_if_run_straight(tmp_path):
+    """A run finished at 128 steps, asked for 192, continues from its final checkpoint: its training rows
+    equal a straight 192-step run's, and the shorter run's final evaluation is replaced by the longer's."""
+    launch(tmp_path / "short", 128)
+    out, extended = launch(tmp_path / "short", 192)
+    assert "--resume" in out and "--total-timesteps 192" in out
+    _, straight = launch(tmp_path / "straight", 192)
+
+    def train_rows(rows):
+        return [
+            (r["global_step"], r["episodes"], r["success_rate"], r["episodic_return"])
+            for r in rows
+            if r["kind"] == "train"
+        ]
+
+    assert [step for step, *_ in train_rows(extended)] == ["64", "128", "192"]
+    assert train_rows(extended) == train_rows(straight)
+    assert [r["global_step"] for r in extended if r["kind"] == "eval"] == ["192"]
+    assert during_eval_steps(extended) == [64]  # the evaluation at 128 was the short run's final one
 
 
 def test_every_launcher_config_parses_with_its_script():
