@@ -138,53 +138,6 @@ class Args:
     """bootstrap time-limit truncations with V(final state); off = timeouts are terminal (HARL)"""
 
 
-def args_error(args: Args) -> Optional[str]:
-    """The first flag value that cannot work, as one line naming the flag and what it accepts."""
-    positive = ["num_envs", "num_steps", "num_minibatches", "update_epochs", "critic_epochs", "max_episode_steps"]
-    for name in positive:
-        if getattr(args, name) < 1:
-            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
-    for name, value in asdict(args).items():  # NaN and inf reach torch unchecked and end in a traceback
-        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else [value])):
-            return f"--{name.replace('_', '-')} must be a finite number, got {value}"
-    for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta", "max_grad_norm"]:
-        if not getattr(args, name) > 0:  # --max-grad-norm 0 would zero every gradient: nothing learns
-            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
-    if args.eval_envs < 0 or args.eval_every < 0:
-        return f"--eval-envs and --eval-every must be >= 0, got {args.eval_envs} and {args.eval_every}"
-    if args.eval_envs == 0 and (args.eval_every > 0 or args.eval_checkpoint is not None):
-        return "--eval-every and --eval-checkpoint need --eval-envs > 0, got --eval-envs 0"
-    if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
-        return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
-    if not args.exp_name or os.sep in args.exp_name or (os.altsep and os.altsep in args.exp_name):
-        return f"--exp-name must be a plain name, without {os.sep!r}, got {args.exp_name!r}"
-    if args.track and importlib.util.find_spec("wandb") is None:
-        return "--track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
-    if not 0 <= args.seed < 2**32:
-        return f"--seed must be in [0, 2**32), got {args.seed}"
-    if args.resume is not None and args.eval_checkpoint is not None:
-        return "--resume and --eval-checkpoint exclude each other: continue a run, or evaluate a checkpoint"
-    if not args.hidden_sizes or min(args.hidden_sizes) < 1:
-        return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
-    if args.compile and envs.compile_problem() is not None:
-        return f"--compile {envs.compile_problem()}, or leave --compile out"
-    try:
-        task = envs.parse_task_options(args.env_options)
-        envs.cuboid_push.task_config_from_options(task)
-    except (ValueError, TypeError) as err:
-        return f"--env-options: {err}"
-    if "max_episode_steps" in task:  # one flag for it, never two that override each other
-        return (
-            f"--env-options max_episode_steps={task['max_episode_steps']}: give the time limit as --max-episode-steps"
-        )
-    batch, unit = args.num_envs * args.num_steps, "env steps (--num-envs x --num-steps)"
-    if batch % args.num_minibatches:
-        return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} {unit}"
-    if args.total_timesteps is not None and args.total_timesteps < batch and args.eval_checkpoint is None:
-        return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} {unit}"
-    return None
-
-
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -210,9 +163,7 @@ class Actor(nn.Module):
     as HARL with std_max 0.5. std_type "free": std = exp(theta), theta from 0 (std 1, unbounded), as
     OpenRL and the MAPPO paper."""
 
-    def __init__(
-        self, obs_dim, action_dim, hidden_sizes, std_type="harl", std_max=0.5, input_layernorm=True, tanh_mean=False
-    ):
+    def __init__(self, obs_dim, action_dim, hidden_sizes, std_type, std_max, input_layernorm, tanh_mean):
         super().__init__()
         self.base = mlp(obs_dim, hidden_sizes, input_layernorm)
         self.mean = layer_init(nn.Linear(hidden_sizes[-1], action_dim), std=0.01)
@@ -227,15 +178,18 @@ class Actor(nn.Module):
         return (torch.tanh(mean) if self.tanh_mean else mean), self.std()
 
 
+def agent_policy(actor: Actor, obs: torch.Tensor) -> Normal:
+    """One actor's distribution over actions (..., action_dim) for observations (..., obs_dim)."""
+    mean, std = actor(obs)
+    return Normal(mean, std.expand_as(mean))
+
+
 def policy(actors: nn.ModuleList, obs: torch.Tensor) -> Normal:
     """Distribution over actions (..., A, action_dim) for observations (..., A, obs_dim)."""
     if len(actors) == 1:  # parameter sharing: one network for every agent
-        mean, std = actors[0](obs)
-        return Normal(mean, std.expand_as(mean))
-    outs = [actor(obs[..., i, :]) for i, actor in enumerate(actors)]
-    mean = torch.stack([m for m, _ in outs], dim=-2)
-    std = torch.stack([s for _, s in outs], dim=0)
-    return Normal(mean, std.expand_as(mean))
+        return agent_policy(actors[0], obs)
+    dists = [agent_policy(actor, obs[..., i, :]) for i, actor in enumerate(actors)]
+    return Normal(torch.stack([d.loc for d in dists], dim=-2), torch.stack([d.scale for d in dists], dim=-2))
 
 
 class Critic(nn.Module):
@@ -244,7 +198,7 @@ class Critic(nn.Module):
     per_agent: V values, V(state, one-hot of agent i) of agent i's own return, so each agent gets its
     own advantage; else V = 1, HARL's V(state) of the team reward, one advantage for every agent."""
 
-    def __init__(self, state_dim, num_agents, hidden_sizes, per_agent=False, input_layernorm=True):
+    def __init__(self, state_dim, num_agents, hidden_sizes, per_agent, input_layernorm):
         super().__init__()
         self.per_agent = per_agent
         self.base = mlp(state_dim + (num_agents if per_agent else 0), hidden_sizes, input_layernorm)
@@ -433,7 +387,94 @@ def evaluate(actors, obs_encoder, args, device, backend, video=None, log=None) -
     return envs.evaluate(act, args.eval_envs, str(device), seed, backend, video, steps, log, task)
 
 
-# --- Saving, resuming, the run folder, the console ---------------------------------------------
+# --- Run management: flag checks, checkpoints, the run folder, signals, the console ------------------
+# Not needed to follow the algorithm: what keeps a long run's work safe, resumable and visible.
+
+
+def args_error(args: Args) -> Optional[str]:
+    """The first flag value that cannot work, as one line naming the flag and what it accepts."""
+    positive = ["num_envs", "num_steps", "num_minibatches", "update_epochs", "critic_epochs", "max_episode_steps"]
+    for name in positive:
+        if getattr(args, name) < 1:
+            return f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}"
+    for name, value in asdict(args).items():  # NaN and inf reach torch unchecked and end in a traceback
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, tuple) else [value])):
+            return f"--{name.replace('_', '-')} must be a finite number, got {value}"
+    for name in ["actor_lr", "critic_lr", "clip_coef", "std_max", "checkpoint_minutes", "huber_delta", "max_grad_norm"]:
+        if not getattr(args, name) > 0:  # --max-grad-norm 0 would zero every gradient: nothing learns
+            return f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}"
+    if args.eval_envs < 0 or args.eval_every < 0:
+        return f"--eval-envs and --eval-every must be >= 0, got {args.eval_envs} and {args.eval_every}"
+    if args.eval_envs == 0 and (args.eval_every > 0 or args.eval_checkpoint is not None):
+        return "--eval-every and --eval-checkpoint need --eval-envs > 0, got --eval-envs 0"
+    if not (0 < args.gamma <= 1 and 0 <= args.gae_lambda <= 1):
+        return f"--gamma must be in (0, 1] and --gae-lambda in [0, 1], got {args.gamma} and {args.gae_lambda}"
+    if not args.exp_name or os.sep in args.exp_name or (os.altsep and os.altsep in args.exp_name):
+        return f"--exp-name must be a plain name, without {os.sep!r}, got {args.exp_name!r}"
+    if args.track and importlib.util.find_spec("wandb") is None:
+        return "--track needs wandb: pip install wandb==0.31.0 (see requirements-ecosystem.txt)"
+    if not 0 <= args.seed < 2**32:
+        return f"--seed must be in [0, 2**32), got {args.seed}"
+    if args.resume is not None and args.eval_checkpoint is not None:
+        return "--resume and --eval-checkpoint exclude each other: continue a run, or evaluate a checkpoint"
+    if not args.hidden_sizes or min(args.hidden_sizes) < 1:
+        return f"--hidden-sizes needs one or more positive widths, got {args.hidden_sizes}"
+    if args.compile and envs.compile_problem() is not None:
+        return f"--compile {envs.compile_problem()}, or leave --compile out"
+    try:
+        task = envs.parse_task_options(args.env_options)
+        envs.cuboid_push.task_config_from_options(task)
+    except (ValueError, TypeError) as err:
+        return f"--env-options: {err}"
+    if "max_episode_steps" in task:  # one flag for it, never two that override each other
+        return (
+            f"--env-options max_episode_steps={task['max_episode_steps']}: give the time limit as --max-episode-steps"
+        )
+    batch, unit = args.num_envs * args.num_steps, "env steps (--num-envs x --num-steps)"
+    if batch % args.num_minibatches:
+        return f"--num-minibatches {args.num_minibatches} must divide the batch of {batch} {unit}"
+    if args.total_timesteps is not None and args.total_timesteps < batch and args.eval_checkpoint is None:
+        return f"--total-timesteps {args.total_timesteps} is smaller than one batch of {batch} {unit}"
+    return None
+
+
+def parse_args() -> Args:
+    """The flags (tyro), checked: a value that cannot work ends the run with one line naming it."""
+    try:
+        args = tyro.cli(Args)
+    except (BrokenPipeError, SystemExit) as stop:  # --help into a closed pipe (| head): no traceback
+        say(end="")  # flushes what tyro printed
+        raise SystemExit(stop.code if isinstance(stop, SystemExit) else 0) from None
+    problem = args_error(args)
+    if problem is not None:
+        raise SystemExit(f"error: {problem}")
+    return args
+
+
+def training_backend(args: Args, device: torch.device) -> str:
+    """The env backend to train on, or one line and exit when it cannot run here."""
+    backend = envs.resolve_backend(args.backend, str(device))
+    if args.eval_every > 0 and backend == "isaacgym":
+        raise SystemExit("error: --eval-every needs the torch backend: Isaac Gym runs one simulation per process")
+    try:  # before anything is created
+        envs.require_backend(backend, str(device))
+    except RuntimeError as err:
+        raise SystemExit(f"error: {err}") from None
+    return backend
+
+
+@contextlib.contextmanager
+def exit_if_out_of_memory(args: Args, device: torch.device):
+    """Out of memory making what --num-envs sizes (env, storage): one line naming the flags, no traceback."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if "memory" not in str(err):
+            raise
+        fits = f"--num-envs {args.num_envs} x --num-steps {args.num_steps} does not fit in {device} memory"
+        raise SystemExit(f"error: {fits} ({str(err).splitlines()[0]})") from None
+
+
 # A checkpoint holds the state_dicts of the networks (NETWORK_NAMES) and optimisers, the random number
 # generators, the env's state, the args and the counters: tensors and plain data only (it loads with
 # weights_only=True). Flags a resumed run may change: how long it runs and what it writes, never what it learns.
@@ -442,6 +483,50 @@ READABLE_LAYOUTS = (2, 3)  # 2: the same with Python floats, which torch 1.13 ca
 NETWORK_NAMES = ("obs_encoder", "state_encoder", "actors", "critic", "value_norm")
 RESUMABLE_CHANGES = ("total_timesteps", "checkpoint_minutes", "resume", "eval_checkpoint", "eval_envs")
 RESUMABLE_CHANGES += ("eval_every", "capture_video", "cuda", "compile")
+
+
+class Checkpoints:
+    """Saves the whole training state and restores it: the state_dicts of `stateful` (networks, optimisers)
+    and of the env ({} on Isaac Gym: a resumed run starts fresh episodes there), the random number
+    generators, the args, the sizes and the counters."""
+
+    def __init__(self, args: Args, stateful: Dict, env, device: torch.device):
+        self.args, self.stateful, self.env, self.device = args, stateful, env, device
+        sizes = {size: getattr(env, size) for size in ("obs_dim", "state_dim", "action_dim", "num_agents")}
+        self.info = dict(algo="mappo", layout=CHECKPOINT_LAYOUT, args=asdict(args), **sizes)
+
+    def save(self, path: str, global_step: int, iteration: int, best_success: float) -> bool:
+        """Write a whole checkpoint or none; a failed save (a full disk) is one warning, and training goes on."""
+        checkpoint = {name: obj.state_dict() for name, obj in self.stateful.items()}
+        cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
+        checkpoint.update(rng0={"cpu": torch.get_rng_state(), "cuda": cuda_rng}, env=self.env.state_dict(), **self.info)
+        checkpoint.update(global_step=global_step, iteration=iteration, best_success=best_success)
+        data = io.BytesIO()  # serialised in memory first: a failed write (a full disk) is then a plain OSError
+        torch.save(floats_as_tensors(checkpoint), data)  # (torch 1.13 aborts the process when its own write fails)
+        try:
+            with open(path + ".tmp", "wb") as f:
+                f.write(data.getbuffer())
+            os.replace(path + ".tmp", path)  # never leave a half-written checkpoint
+            return True
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(path + ".tmp")
+            folder = os.path.dirname(os.path.abspath(path))
+            free = f"{shutil.disk_usage(folder).free / 1e9:.2f} GB free on the disk of {folder}"
+            say(f"warning: {path} not saved ({err.strerror}); {free}; the next save tries again", important=True)
+            return False
+
+    def restore(self, checkpoint: Dict) -> Tuple[int, int, float]:
+        """Networks, optimisers and generators as `checkpoint` saved them (the env: env.load_state_dict);
+        returns its global_step, iteration and best_success."""
+        for name, obj in self.stateful.items():
+            obj.load_state_dict(checkpoint[name])
+        torch.set_rng_state(checkpoint["rng0"]["cpu"].cpu())
+        if self.device.type == "cuda" and checkpoint["rng0"]["cuda"]:
+            torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["rng0"]["cuda"]])
+        global_step, iteration = checkpoint["global_step"], checkpoint["iteration"]
+        say(f"resumed {self.args.resume} at iteration {iteration}, global_step={global_step}")
+        return global_step, iteration, checkpoint.get("best_success", -1.0)  # layout 2 did not keep best_success
 
 
 def floats_as_tensors(tree, back: bool = False):
@@ -495,36 +580,76 @@ def restore_networks(ckpt: Dict, device: torch.device):
     return networks
 
 
-def new_run_dir(args: Args) -> str:
-    """runs/mapush__<exp>__<seed>__<time>, or with _<process id> if a run started in the same second has it."""
+def start_run(args: Args, resumed: Optional[Dict]):
+    """The run folder, runs/mapush__<exp>__<seed>__<time> (_<process id> added if a run started in the same
+    second has it) or a resumed run's own; one run per folder: an exclusive flock on run.lock, which the kernel
+    releases however the run ends (exit, crash, kill -9; where there is no flock, on Windows and some file
+    systems, the run goes on unlocked, with a warning); W&B (--track); TensorBoard. Returns the folder, the
+    open lock file (the lock lasts while it stays open) and the TensorBoard writer."""
     run_dir = f"runs/mapush__{args.exp_name}__{args.seed}__{int(time.time())}"
-    try:
-        os.makedirs("runs", exist_ok=True)
+    if resumed is not None:
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
+    else:
         try:
-            os.mkdir(run_dir)  # atomic: two runs never share a folder
-        except FileExistsError:
-            run_dir += f"_{os.getpid()}"
-            os.mkdir(run_dir)
-    except OSError as err:
-        message = f"error: cannot create a run folder in {os.getcwd()} ({err.strerror}); run from a writable folder"
-        raise SystemExit(message) from None
-    return run_dir
-
-
-def lock_run_dir(run_dir: str):
-    """One run per run folder: an exclusive flock on run.lock, which the kernel releases however the run
-    ends (exit, crash, kill -9, power loss). Where there is no flock (Windows, some file systems) the run
-    goes on unlocked, with a warning. Returns the open lock file: the lock lasts while it stays open."""
-    lock_file = open(os.path.join(run_dir, "run.lock"), "a")
+            os.makedirs("runs", exist_ok=True)
+            try:
+                os.mkdir(run_dir)  # atomic: two runs never share a folder
+            except FileExistsError:
+                run_dir += f"_{os.getpid()}"
+                os.mkdir(run_dir)
+        except OSError as err:
+            message = f"cannot create a run folder in {os.getcwd()} ({err.strerror}); run from a writable folder"
+            raise SystemExit(f"error: {message}") from None
+    run_lock = open(os.path.join(run_dir, "run.lock"), "a")
     try:
         import fcntl
 
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(run_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise SystemExit(f"error: another run holds {lock_file.name}; wait for it or stop it") from None
+        raise SystemExit(f"error: another run holds {run_lock.name}; wait for it or stop it") from None
     except (ImportError, OSError) as err:
         say(f"warning: {run_dir} is not locked ({err}): make sure no other run writes to it")
-    return lock_file
+    if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
+        import wandb
+
+        name = os.path.basename(run_dir)
+        try:  # wandb's files go to ./wandb: inside the run folder, TensorBoard's reader would log them twice
+            wandb.init(
+                project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
+                name=name, id=name, resume="allow", save_code=True,
+            )  # fmt: skip
+        except Exception as err:  # not logged in, a run id that W&B refuses: one line, no empty run folder
+            if resumed is None:
+                shutil.rmtree(run_dir)
+            raise SystemExit(f"error: --track: W&B did not start ({err})") from None
+        if resumed is not None and wandb.run.offline:
+            say("note: W&B cannot resume an offline run: this part is logged as a new offline run with the same id")
+    say(f"run folder: {run_dir}")
+    writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
+    if resumed is None:
+        table = "\n".join(f"|{key}|{value}|" for key, value in vars(args).items())
+        writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + table)
+    return run_dir, run_lock, writer
+
+
+class StopSignals:
+    """Ctrl-C, SIGTERM (kill, Slurm's time limit, docker stop) and SIGHUP (the terminal closed): the first
+    one sets `signum`, and the run finishes its iteration, saves, prints how to resume and exits 128 + signal.
+    A second one, or one once `quit_note` is set (the final evaluation), quits at once."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+        self.quit_note: Optional[str] = None
+        for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):  # Windows: no HUP
+            signal.signal(signum, self.handle)
+
+    def handle(self, signum: int, frame) -> None:
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        if self.signum is not None or self.quit_note:
+            say(f"\n{name}: {self.quit_note or 'stopped without saving'}", important=True)
+            raise SystemExit(128 + signum)
+        self.signum = signum
+        say(f"\n{name}: saving after this iteration (once more to quit without saving)", important=True)
 
 
 def resume_command(model_path: str) -> str:
@@ -533,62 +658,80 @@ def resume_command(model_path: str) -> str:
     return shlex.join([sys.executable, *kept, "--resume", model_path])
 
 
+def evaluate_checkpoint_and_exit(args: Args, device: torch.device) -> None:
+    """--eval-checkpoint: MAPush's metrics of a saved policy on the task it was trained on, no training."""
+    checkpoint = load_checkpoint(args.eval_checkpoint, device)
+    obs_encoder, _, actors, _, _ = restore_networks(checkpoint, device)
+    if args.env_options or args.max_episode_steps != Args.max_episode_steps:
+        say("note: --env-options and --max-episode-steps are not used: a checkpoint is evaluated on its own task")
+    video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
+    task = {key: checkpoint["args"][key] for key in ("env_options", "max_episode_steps")}  # trained on
+    metrics = evaluate(actors, obs_encoder, replace(args, **task), device, args.backend, video, log=say)
+    say(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
+    raise SystemExit(0)
+
+
+def log_evaluation(writer: SummaryWriter, metrics: Dict[str, float], global_step: int, when: str, envs: int) -> None:
+    """An evaluation's eval/* scalars at global_step and its console line."""
+    for key, value in metrics.items():
+        writer.add_scalar(f"eval/{key}", value, global_step)
+    say(f"evaluation {when}on {envs} envs: {metrics}")
+
+
 def host_values(named: Dict, device: torch.device) -> Dict[str, float]:
     """A dict of scalars (tensors on the device, or numbers) as Python floats, read back in one host sync."""
     stacked = torch.stack([torch.as_tensor(value, dtype=torch.float32, device=device) for value in named.values()])
     return dict(zip(named, stacked.tolist()))
 
 
-stdout_lost = False  # set once the reader of stdout has gone away
+def stop_if_diverged(values: Dict[str, float], iteration: int) -> None:
+    """Weights or losses not finite: one line and exit, before saving (the last checkpoint stays a good one).
+    A one-sample batch's explained variance is nan (undefined) without anything diverging."""
+    not_finite = [key for key, value in values.items() if not math.isfinite(value)]
+    diverged = [key for key in not_finite if key.startswith("losses/") and key != "losses/explained_variance"]
+    if diverged or values["weights_finite"] != 1.0:
+        raise SystemExit(
+            f"error: the run diverged at iteration {iteration}: {', '.join(not_finite) or 'network weights'} not "
+            "finite; try a lower --actor-lr / --critic-lr. The last checkpoint (if any) is from before."
+        )
 
 
-def say(text: str, important: bool = False) -> None:
+def progress_line(iteration: int, num_iterations: int, text: str, elapsed: float, eta: Optional[float]) -> str:
+    """The iteration's console line: a bar when a person watches (pipes and log files get the plain line),
+    the elapsed time and the estimated time to the end (? while unknown)."""
+    bar = f"[{'#' * (20 * iteration // num_iterations):<20}] " if sys.stdout.isatty() else ""
+    eta_text = "?" if eta is None else str(timedelta(seconds=int(eta)))
+    return f"{bar}iter {iteration}/{num_iterations} {text} elapsed={timedelta(seconds=int(elapsed))} eta={eta_text}"
+
+
+class Console:
     """print, flushed. A reader that goes away (`| head`, tee ended by Ctrl-C, a closed terminal) costs the
     run nothing: stdout then goes to /dev/null, and the important lines (saving, resuming) to stderr."""
-    global stdout_lost
-    stream = sys.stderr if important and stdout_lost else sys.stdout
-    try:
-        print(text, file=stream, flush=True)
-    except OSError:  # BrokenPipeError, or EIO from a terminal that was closed
-        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
-        if stream is sys.stdout:
-            stdout_lost = True
-            if important:
-                say(text, important)
+
+    def __init__(self) -> None:
+        self.stdout_lost = False  # set once the reader of stdout has gone away
+
+    def say(self, text: str = "", important: bool = False, end: str = "\n") -> None:
+        stream = sys.stderr if important and self.stdout_lost else sys.stdout
+        try:
+            print(text, file=stream, end=end, flush=True)
+        except OSError:  # BrokenPipeError, or EIO from a terminal that was closed
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+            if stream is sys.stdout:
+                self.stdout_lost = True
+                if important:
+                    self.say(text, important)
+
+
+say = Console().say
 
 
 if __name__ == "__main__":
-    try:
-        args = tyro.cli(Args)
-    except (BrokenPipeError, SystemExit) as stop:  # --help into a closed pipe (| head): no traceback
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise SystemExit(stop.code if isinstance(stop, SystemExit) else 0) from None
-    problem = args_error(args)
-    if problem is not None:
-        raise SystemExit(f"error: {problem}")
+    args = parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
     if args.eval_checkpoint is not None:
-        checkpoint = load_checkpoint(args.eval_checkpoint, device)
-        obs_encoder, _, actors, _, _ = restore_networks(checkpoint, device)
-        if args.env_options or args.max_episode_steps != Args.max_episode_steps:
-            say("note: --env-options and --max-episode-steps are not used: a checkpoint is evaluated on its own task")
-        video = os.path.splitext(args.eval_checkpoint)[0] + "_eval.gif" if args.capture_video else None
-        task = {key: checkpoint["args"][key] for key in ("env_options", "max_episode_steps")}  # trained on
-        metrics = evaluate(actors, obs_encoder, replace(args, **task), device, args.backend, video, log=say)
-        say(f"evaluation of {args.eval_checkpoint} on {args.eval_envs} envs: {metrics}")
-        raise SystemExit(0)
-
-    backend = envs.resolve_backend(args.backend, str(device))
-    if args.eval_every > 0 and backend == "isaacgym":
-        raise SystemExit("error: --eval-every needs the torch backend: Isaac Gym runs one simulation per process")
-    try:  # before anything is created
-        envs.require_backend(backend, str(device))
-    except RuntimeError as err:
-        raise SystemExit(f"error: {err}") from None
+        evaluate_checkpoint_and_exit(args, device)
+    backend = training_backend(args, device)
     resumed = load_checkpoint(args.resume, device, resume_args=args) if args.resume else None  # to continue from
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps is None:  # the checkpoint's run length, or whole batches in 20M steps
@@ -601,7 +744,7 @@ if __name__ == "__main__":
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
 
-    try:  # env setup, networks and storage: everything --num-envs sizes, made before the run folder
+    with exit_if_out_of_memory(args, device):  # env, networks and storage: made before the run folder
         env_options = {"max_episode_steps": args.max_episode_steps, **envs.parse_task_options(args.env_options)}
         if args.compile and backend == "torch":
             env_options["compile"] = True
@@ -623,11 +766,6 @@ if __name__ == "__main__":
         rewards_buf = torch.zeros((T, E, V), device=device)  # critic reward (scaled), + timeout bootstrap
         dones_buf = torch.zeros((T, E, 1), device=device)
         values_buf = torch.zeros((T, E, V), device=device)  # critic output (normalised units)
-    except (RuntimeError, MemoryError) as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
-        if "memory" not in str(err):
-            raise
-        fits = f"--num-envs {args.num_envs} x --num-steps {args.num_steps} does not fit in {device} memory"
-        raise SystemExit(f"error: {fits} ({str(err).splitlines()[0]})") from None
 
     def rollout_step(obs: torch.Tensor, state: torch.Tensor):
         """The networks' part of one rollout step. The encoders merge each observation into their
@@ -647,116 +785,30 @@ if __name__ == "__main__":
         actor_loss, critic_loss = torch.compile(actor_loss), torch.compile(critic_loss)
         say("compiling: the first iteration takes a minute or two longer (ETA from the second one)")
 
-    # The run folder (a resumed run continues in its own), its lock, W&B and TensorBoard
-    run_dir = os.path.dirname(os.path.abspath(args.resume)) if resumed else new_run_dir(args)
-    run_lock = lock_run_dir(run_dir)  # the lock lasts while this open file does
-    if args.track:  # before the SummaryWriter: wandb mirrors the TensorBoard log (a resumed run continues its own)
-        import wandb
-
-        name = os.path.basename(run_dir)
-        try:  # wandb's files go to ./wandb: inside the run folder, TensorBoard's reader would log them twice
-            wandb.init(
-                project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args),
-                name=name, id=name, resume="allow", save_code=True,
-            )  # fmt: skip
-        except Exception as err:  # not logged in, a run id that W&B refuses: one line, no empty run folder
-            if resumed is None:
-                shutil.rmtree(run_dir)
-            raise SystemExit(f"error: --track: W&B did not start ({err})") from None
-        if resumed is not None and wandb.run.offline:
-            say("note: W&B cannot resume an offline run: this part is logged as a new offline run with the same id")
-    say(f"run folder: {run_dir}")
-    writer = SummaryWriter(run_dir)  # a resumed run appends to its own TensorBoard log
-    if resumed is None:
-        writer.add_text(
-            "hyperparameters",
-            "|param|value|\n|-|-|\n" + "\n".join(f"|{key}|{value}|" for key, value in vars(args).items()),
-        )
-
-    # Saving: everything needed to evaluate without the training command line and to resume exactly.
+    run_dir, run_lock, writer = start_run(args, resumed)  # the lock lasts while run_lock stays open
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
     best_path = f"{run_dir}/{args.exp_name}_best.cleanrl_model"  # the policy of the best periodic evaluation
     stateful = dict(zip(NETWORK_NAMES, (obs_encoder, state_encoder, actors, critic, value_norm)))
     stateful.update({f"optimizer{k}": opt for k, opt in enumerate(actor_optimizers + [critic_optimizer])})
-
-    def save_checkpoint(path: str = model_path) -> bool:
-        """Write a whole checkpoint or none; a failed save (a full disk) is one warning, and training goes on."""
-        checkpoint = {name: obj.state_dict() for name, obj in stateful.items()}
-        cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
-        checkpoint.update(rng0={"cpu": torch.get_rng_state(), "cuda": cuda_rng}, algo="mappo", args=asdict(args))
-        checkpoint.update(layout=CHECKPOINT_LAYOUT, obs_dim=obs_dim, state_dim=state_dim, num_agents=A)
-        checkpoint.update(
-            action_dim=action_dim, global_step=global_step, iteration=iteration, best_success=best_success
-        )
-        checkpoint["env"] = env.state_dict()  # {} on Isaac Gym: a resumed run starts fresh episodes there
-        data = io.BytesIO()  # serialised in memory first: a failed write (a full disk) is then a plain OSError
-        torch.save(floats_as_tensors(checkpoint), data)  # (torch 1.13 aborts the process when its own write fails)
-        try:
-            with open(path + ".tmp", "wb") as f:
-                f.write(data.getbuffer())
-            os.replace(path + ".tmp", path)  # never leave a half-written checkpoint
-            return True
-        except OSError as err:
-            with contextlib.suppress(OSError):
-                os.remove(path + ".tmp")
-            free = f"{shutil.disk_usage(run_dir).free / 1e9:.2f} GB free on the disk of {os.path.abspath(run_dir)}"
-            say(f"warning: {path} not saved ({err.strerror}); {free}; the next save tries again", important=True)
-            return False
+    checkpoints = Checkpoints(args, stateful, env, device)  # everything needed to resume exactly
+    stop = StopSignals()  # Ctrl-C, SIGTERM, SIGHUP: save after this iteration and exit
 
     # TRY NOT TO MODIFY: start the game
-    global_step, iteration, best_success = 0, 0, -1.0
-    if resumed is not None:  # continue exactly where the checkpoint was written
-        for name, obj in stateful.items():
-            obj.load_state_dict(resumed[name])
-        torch.set_rng_state(resumed["rng0"]["cpu"].cpu())
-        if device.type == "cuda" and resumed["rng0"]["cuda"]:
-            torch.cuda.set_rng_state_all([state.cpu() for state in resumed["rng0"]["cuda"]])
-        global_step, iteration = resumed["global_step"], resumed["iteration"]
-        best_success = resumed.get("best_success", -1.0)  # layout 2 did not keep it
-        say(f"resumed {args.resume} at iteration {iteration}, global_step={global_step}")
-    start_time, last_save = time.time(), time.time()
+    global_step, iteration, best_success = checkpoints.restore(resumed) if resumed else (0, 0, -1.0)
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
-
-    def evaluate_and_log(when: str, video: Optional[str] = None, log=None) -> None:
-        """The periodic and the final evaluation: eval/* scalars at global_step, one console line, and with
-        --eval-every the best-evaluated policy kept beside the last one."""
-        global best_success
-        metrics = evaluate(actors, obs_encoder, args, device, backend, video, log)
-        for key, value in metrics.items():
-            writer.add_scalar(f"eval/{key}", value, global_step)
-        say(f"evaluation {when}on {args.eval_envs} envs: {metrics}")
-        if args.eval_every > 0 and metrics["success_rate"] > best_success:
-            best_success = metrics["success_rate"]
-            save_checkpoint(best_path)
-
-    # Ctrl-C, SIGTERM (kill, Slurm's time limit, docker stop) and SIGHUP (the terminal closed): finish the
-    # iteration, save, print how to resume, exit 128 + signal. A second signal, or one during the final
-    # evaluation (quit_note set), quits at once.
-    stop_requested, quit_note = [], None
-
-    def on_stop_signal(signum, frame) -> None:
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        if stop_requested or quit_note:
-            say(f"\n{name}: {quit_note or 'stopped without saving'}", important=True)
-            raise SystemExit(128 + signum)
-        stop_requested.append(signum)
-        say(f"\n{name}: saving after this iteration (once more to quit without saving)", important=True)
-
-    for stop_signal in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):  # Windows: no HUP
-        signal.signal(stop_signal, on_stop_signal)
-    first_iteration = iteration + 1  # 1, or the one after the resumed checkpoint's
-    sps_time, sps_step = time.time(), global_step  # from the 2nd iteration on: without the 1st (warm-up, compiling)
+    start_time = last_save = sps_time = time.time()
+    first_iteration, sps_step = iteration + 1, global_step  # SPS from the 2nd iteration: without warm-up, compiling
     for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:  # both learning rates linearly to 0
             frac = 1.0 - (iteration - 1.0) / num_iterations
             for opt, lr in [(opt, args.actor_lr) for opt in actor_optimizers] + [(critic_optimizer, args.critic_lr)]:
                 opt.param_groups[0]["lr"] = frac * lr
 
-        # Episode statistics, accumulated on the device and read once per iteration.
-        stats = torch.zeros(4, device=device)  # finished episodes, successes, return sum, length sum
-        rollout_start, env_seconds = time.perf_counter(), 0.0  # where the time goes (exact on CPU; not synced on CUDA)
+        # Episode statistics and reward terms, summed on the device and read once per iteration.
+        episodes = {key: torch.zeros((), device=device) for key in ("finished", "successes", "return", "length")}
         term_sums = torch.zeros(len(term_names), device=device)
+        rollout_start, env_seconds = time.perf_counter(), 0.0  # where the time goes (exact on CPU; not synced on CUDA)
         for step in range(T):
             global_step += E
             # ALGO LOGIC: action logic (sampling outside the compiled step keeps its random numbers eager's)
@@ -777,18 +829,15 @@ if __name__ == "__main__":
                 reward = reward + args.gamma * truncated.float()[:, None] * state_value(info["final_state"])
             rewards_buf[step] = reward
             dones_buf[step] = done.float()[:, None]
-            ended = (done, done & info["success"], info["episode_return"].mean(1), info["episode_length"])
-            stats += torch.stack([x.float() * done for x in ended]).sum(1)  # over the episodes that ended
+            ended = {"finished": done, "successes": info["success"], "return": info["episode_return"].mean(1)}
+            for key, value in dict(ended, length=info["episode_length"]).items():  # over the episodes that ended
+                episodes[key] += (value.float() * done).sum()
             term_sums += info["reward_terms"]
 
         update_start = time.perf_counter()
-        # bootstrap value if not done
-        next_value = state_value(next_state)
-        with torch.no_grad():
-            values_raw = value_norm.denormalize(values_buf)
-            advantages, returns = compute_gae(
-                rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda
-            )
+        next_value = state_value(next_state)  # bootstrap value if not done
+        values_raw = value_norm.denormalize(values_buf)  # rollout data: no gradients anywhere here
+        advantages, returns = compute_gae(rewards_buf, values_raw, next_value, dones_buf, args.gamma, args.gae_lambda)
 
         # flatten the batch
         B = T * E
@@ -846,57 +895,55 @@ if __name__ == "__main__":
             "perf/update_seconds": time.perf_counter() - update_start,  # GAE, actors' and critic's epochs
         }
         logged.update({f"rewards/{name}": term_sums[k] / T for k, name in enumerate(term_names)})
-        episodes = dict(zip(("finished", "successes", "return_sum", "length_sum"), stats))
         values = host_values({**logged, **episodes, "weights_finite": finite}, device)  # the iteration's one sync
-        # Diverged: weights or losses not finite (checked before saving: the last checkpoint stays a good one).
-        # A one-sample batch's explained variance is nan (undefined) without anything diverging.
-        not_finite = [key for key, value in values.items() if not math.isfinite(value)]
-        diverged = [key for key in not_finite if key.startswith("losses/") and key != "losses/explained_variance"]
-        if diverged or values["weights_finite"] != 1.0:
-            raise SystemExit(
-                f"error: the run diverged at iteration {iteration}: {', '.join(not_finite) or 'network weights'} not "
-                "finite; try a lower --actor-lr / --critic-lr. The last checkpoint (if any) is from before."
-            )
+        stop_if_diverged(values, iteration)
         for key in logged:
             writer.add_scalar(key, values[key], global_step)
         sps = int((global_step - sps_step) / (time.time() - sps_time))
         writer.add_scalar("charts/SPS", sps, global_step)
-        line, n = f"iter {iteration}/{num_iterations} global_step={global_step} SPS={sps}", values["finished"]
-        if n > 0:
-            writer.add_scalar("charts/episodic_return", values["return_sum"] / n, global_step)
-            writer.add_scalar("charts/episodic_length", values["length_sum"] / n, global_step)
+        text, n = f"global_step={global_step} SPS={sps}", values["finished"]
+        if n > 0:  # means over the episodes that ended in this iteration
+            writer.add_scalar("charts/episodic_return", values["return"] / n, global_step)
+            writer.add_scalar("charts/episodic_length", values["length"] / n, global_step)
             writer.add_scalar("charts/success_rate", values["successes"] / n, global_step)
-            line += f" episodes={int(n)} success={values['successes'] / n:.3f} return={values['return_sum'] / n:.2f}"
-        if sys.stdout.isatty():  # a bar for a person watching; pipes and log files get the plain line
-            line = f"[{'#' * (20 * iteration // num_iterations):<20}] " + line
-        eta = timedelta(seconds=(num_iterations - iteration) * batch_size // max(sps, 1))
+            text += f" episodes={int(n)} success={values['successes'] / n:.3f} return={values['return'] / n:.2f}"
         compiling = args.compile and iteration == first_iteration  # its SPS is mostly compiling: no ETA from it
-        say(f"{line} elapsed={timedelta(seconds=int(time.time() - start_time))} eta={'?' if compiling else eta}")
+        eta = None if compiling else (num_iterations - iteration) * batch_size // max(sps, 1)
+        say(progress_line(iteration, num_iterations, text, time.time() - start_time, eta))
         if iteration == first_iteration:
             sps_time, sps_step = time.time(), global_step
         if args.eval_every > 0 and iteration % args.eval_every == 0 and iteration < num_iterations:  # last: below
             eval_start = time.time()
-            evaluate_and_log(f"at global_step={global_step} ")
+            metrics = evaluate(actors, obs_encoder, args, device, backend)
+            log_evaluation(writer, metrics, global_step, f"at global_step={global_step} ", args.eval_envs)
+            if metrics["success_rate"] > best_success:  # the best-evaluated policy, kept beside the last one
+                best_success = metrics["success_rate"]
+                checkpoints.save(best_path, global_step, iteration, best_success)
             sps_time += time.time() - eval_start  # the evaluation's time is left out of SPS
-        if stop_requested or time.time() - last_save > 60 * args.checkpoint_minutes:
-            saved, last_save = save_checkpoint(), time.time()
-        if stop_requested:
+        if stop.signum is not None or time.time() - last_save > 60 * args.checkpoint_minutes:
+            saved, last_save = checkpoints.save(model_path, global_step, iteration, best_success), time.time()
+        if stop.signum is not None:
             resume = f"checkpoint saved. Continue with:\n{resume_command(model_path)}" if saved else "nothing saved"
             say(f"stopped; {resume}", important=True)
-            raise SystemExit(128 + stop_requested[0])
+            raise SystemExit(128 + stop.signum)
 
-    if not save_checkpoint():
+    if not checkpoints.save(model_path, global_step, iteration, best_success):
         raise SystemExit(f"error: the trained model is not saved (the warning above says why): {model_path}")
-    quit_note = "stopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint "
-    quit_note += shlex.quote(model_path)
+    stop.quit_note = "stopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint "
+    stop.quit_note += shlex.quote(model_path)
     say(f"model saved to {model_path}")
     if backend == "isaacgym":  # one Isaac Gym simulation per process: evaluate in a new one
         evaluation = ["--backend", "isaacgym", "--eval-checkpoint", os.path.abspath(model_path)]
         say(f"evaluate with: {shlex.join([sys.executable, sys.argv[0], *evaluation])}")
     elif args.eval_envs > 0:
-        evaluate_and_log("", video=f"{run_dir}/eval.gif" if args.capture_video else None, log=say)
-        if args.eval_every > 0:  # the model again, with best_success after the final evaluation
-            save_checkpoint()
+        video = f"{run_dir}/eval.gif" if args.capture_video else None
+        metrics = evaluate(actors, obs_encoder, args, device, backend, video, log=say)
+        log_evaluation(writer, metrics, global_step, "", args.eval_envs)
+        if args.eval_every > 0:  # the final evaluation may be the best; the model again, with best_success after it
+            if metrics["success_rate"] > best_success:
+                best_success = metrics["success_rate"]
+                checkpoints.save(best_path, global_step, iteration, best_success)
+            checkpoints.save(model_path, global_step, iteration, best_success)
     if os.path.exists(best_path):
         say(f"best periodic evaluation ({best_success:.3f} success) saved to {best_path}")
     writer.close()

@@ -56,7 +56,7 @@ def fit(pipeline, observations, targets, adam_steps: int, batch: int, seed: int)
     encoder = InputEncoder(8, envs.OBS_YAW_FEATURES if cos_sin else (), normalise)
     if normalise:
         encoder(observations, update=True)  # statistics of the whole data set
-    actor = Actor(encoder.out_dim, 3, (128, 128), "harl", 1.0, layernorm)
+    actor = Actor(encoder.out_dim, 3, (128, 128), "harl", 1.0, layernorm, tanh_mean=False)
     optimizer = torch.optim.Adam(actor.parameters(), lr=1e-3)
     inputs = encoder(observations)
     for _ in range(adam_steps):

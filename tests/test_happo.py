@@ -29,10 +29,13 @@ def update_args(**overrides):
     return SimpleNamespace(**args)
 
 
+HARL_ACTOR = dict(std_type="harl", std_max=0.5, input_layernorm=True, tanh_mean=False)  # HARL's actor
+
+
 def make_batch(num_agents, B=64, seed=0):
     """Actors, optimisers and a rollout-like batch whose stored log-probs come from the actors."""
     torch.manual_seed(seed)
-    actors = torch.nn.ModuleList([happo.Actor(8, 3, (16, 16)) for _ in range(num_agents)])
+    actors = torch.nn.ModuleList([happo.Actor(8, 3, (16, 16), **HARL_ACTOR) for _ in range(num_agents)])
     optimizers = [torch.optim.Adam(a.parameters(), lr=3e-3, eps=1e-5) for a in actors]
     obs = torch.randn(B, num_agents, 8)
     with torch.no_grad():

@@ -98,8 +98,12 @@ def test_value_norm_off_is_the_identity():
     assert norm.debiasing_term.item() == 0.0  # never updated
 
 
+# HARL's actor: std = 0.5 sigmoid(theta), input LayerNorm, unbounded mean.
+HARL_ACTOR = dict(std_type="harl", std_max=0.5, input_layernorm=True, tanh_mean=False)
+
+
 def test_actor_matches_harl_parametrisation():
-    actor = mappo.Actor(8, 3, (16, 16))
+    actor = mappo.Actor(8, 3, (16, 16), **HARL_ACTOR)
     mean, std = actor(torch.randn(5, 8))
     assert mean.shape == (5, 3) and mean.abs().max() < 0.2  # output gain 0.01
     torch.testing.assert_close(std, torch.full((3,), 0.5 * torch.sigmoid(torch.tensor(1.0)).item()))
@@ -108,7 +112,7 @@ def test_actor_matches_harl_parametrisation():
 
 
 def test_separate_actors_give_per_agent_distributions():
-    actors = torch.nn.ModuleList([mappo.Actor(8, 3, (16,)), mappo.Actor(8, 3, (16,))])
+    actors = torch.nn.ModuleList([mappo.Actor(8, 3, (16,), **HARL_ACTOR), mappo.Actor(8, 3, (16,), **HARL_ACTOR)])
     with torch.no_grad():
         actors[1].mean.bias.fill_(1.0)
     dist = mappo.policy(actors, torch.zeros(4, 2, 8))
@@ -256,7 +260,7 @@ def test_obs_encoding_turns_the_two_yaws_into_cos_sin(script):
 
 def test_per_agent_critic_shapes_and_agent_ids():
     state = torch.randn(4, 5, 23)
-    team = mappo.Critic(23, 2, (16,), per_agent=False)
+    team = mappo.Critic(23, 2, (16,), per_agent=False, input_layernorm=True)
     per_agent = mappo.Critic(23, 2, (16,), per_agent=True, input_layernorm=False)
     assert team(state).shape == (4, 5, 1) and per_agent(state).shape == (4, 5, 2)
     assert per_agent.base[0].in_features == 25  # state + agent one-hot

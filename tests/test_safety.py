@@ -166,9 +166,13 @@ def test_ctrl_c_saves_and_prints_the_resume_command_which_continues(tmp_path, sc
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(mappo.time, "time", lambda: 1_800_000_000.0)
-    first, second = mappo.new_run_dir(mappo.Args()), mappo.new_run_dir(mappo.Args())
+    started = [mappo.start_run(mappo.Args(), resumed=None) for _ in range(2)]  # (folder, lock file, writer)
+    first, second = (run_dir for run_dir, _, _ in started)
     assert first == "runs/mapush__mappo_mapush__1__1800000000" and second == first + f"_{os.getpid()}"
     assert os.path.isdir(first) and os.path.isdir(second)
+    for _, lock, writer in started:
+        writer.close()
+        lock.close()
 
 
 class NotPlainData:
