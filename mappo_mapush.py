@@ -493,14 +493,15 @@ class Checkpoints:
     def __init__(self, args: Args, stateful: Dict, env, device: torch.device):
         self.args, self.stateful, self.env, self.device = args, stateful, env, device
         sizes = {size: getattr(env, size) for size in ("obs_dim", "state_dim", "action_dim", "num_agents")}
+        self.best_success = -1.0  # success of the best evaluation so far
         self.info = dict(algo="mappo", layout=CHECKPOINT_LAYOUT, args=asdict(args), **sizes)
 
-    def save(self, path: str, global_step: int, iteration: int, best_success: float) -> bool:
+    def save(self, path: str, global_step: int, iteration: int) -> bool:
         """Write a whole checkpoint or none; a failed save (a full disk) is one warning, and training goes on."""
         checkpoint = {name: obj.state_dict() for name, obj in self.stateful.items()}
         cuda_rng = torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []
         checkpoint.update(rng0={"cpu": torch.get_rng_state(), "cuda": cuda_rng}, env=self.env.state_dict(), **self.info)
-        checkpoint.update(global_step=global_step, iteration=iteration, best_success=best_success)
+        checkpoint.update(global_step=global_step, iteration=iteration, best_success=self.best_success)
         data = io.BytesIO()  # serialised in memory first: a failed write (a full disk) is then a plain OSError
         torch.save(floats_as_tensors(checkpoint), data)  # (torch 1.13 aborts the process when its own write fails)
         try:
@@ -516,9 +517,15 @@ class Checkpoints:
             say(f"warning: {path} not saved ({err.strerror}); {free}; the next save tries again", important=True)
             return False
 
-    def restore(self, checkpoint: Dict) -> Tuple[int, int, float]:
-        """Networks, optimisers and generators as `checkpoint` saved them (the env: env.load_state_dict);
-        returns its global_step, iteration and best_success."""
+    def keep_if_best(self, success: float, path: str, global_step: int, iteration: int) -> None:
+        """With --eval-every, the policy of the best evaluation so far is kept at `path` beside the last one."""
+        if self.args.eval_every > 0 and success > self.best_success:
+            self.best_success = success
+            self.save(path, global_step, iteration)
+
+    def restore(self, checkpoint: Dict) -> Tuple[int, int]:
+        """Networks, optimisers, generators and best_success as `checkpoint` saved them (the env:
+        env.load_state_dict); returns its global_step and iteration."""
         for name, obj in self.stateful.items():
             obj.load_state_dict(checkpoint[name])
         torch.set_rng_state(checkpoint["rng0"]["cpu"].cpu())
@@ -526,7 +533,8 @@ class Checkpoints:
             torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["rng0"]["cuda"]])
         global_step, iteration = checkpoint["global_step"], checkpoint["iteration"]
         say(f"resumed {self.args.resume} at iteration {iteration}, global_step={global_step}")
-        return global_step, iteration, checkpoint.get("best_success", -1.0)  # layout 2 did not keep best_success
+        self.best_success = checkpoint.get("best_success", -1.0)  # layout 2 did not keep it
+        return global_step, iteration
 
 
 def floats_as_tensors(tree, back: bool = False):
@@ -651,6 +659,12 @@ class StopSignals:
         self.signum = signum
         say(f"\n{name}: saving after this iteration (once more to quit without saving)", important=True)
 
+    def exit_after_save(self, saved: bool, model_path: str) -> None:
+        """How to resume (or that nothing was saved), then exit 128 + the signal's number."""
+        resume = f"checkpoint saved. Continue with:\n{resume_command(model_path)}" if saved else "nothing saved"
+        say(f"stopped; {resume}", important=True)
+        raise SystemExit(128 + self.signum)
+
 
 def resume_command(model_path: str) -> str:
     """The command that continues this run: its interpreter and arguments, --resume PATH, shell-quoted."""
@@ -708,8 +722,7 @@ class Console:
     """print, flushed. A reader that goes away (`| head`, tee ended by Ctrl-C, a closed terminal) costs the
     run nothing: stdout then goes to /dev/null, and the important lines (saving, resuming) to stderr."""
 
-    def __init__(self) -> None:
-        self.stdout_lost = False  # set once the reader of stdout has gone away
+    stdout_lost = False  # set (on the instance) once the reader of stdout has gone away
 
     def say(self, text: str = "", important: bool = False, end: str = "\n") -> None:
         stream = sys.stderr if important and self.stdout_lost else sys.stdout
@@ -794,7 +807,7 @@ if __name__ == "__main__":
     stop = StopSignals()  # Ctrl-C, SIGTERM, SIGHUP: save after this iteration and exit
 
     # TRY NOT TO MODIFY: start the game
-    global_step, iteration, best_success = checkpoints.restore(resumed) if resumed else (0, 0, -1.0)
+    global_step, iteration = checkpoints.restore(resumed) if resumed else (0, 0)
     next_obs, next_state = env.load_state_dict(resumed["env"]) if resumed else env.reset()
     term_names = list(env.reward_terms)
     start_time = last_save = sps_time = time.time()
@@ -916,18 +929,14 @@ if __name__ == "__main__":
             eval_start = time.time()
             metrics = evaluate(actors, obs_encoder, args, device, backend)
             log_evaluation(writer, metrics, global_step, f"at global_step={global_step} ", args.eval_envs)
-            if metrics["success_rate"] > best_success:  # the best-evaluated policy, kept beside the last one
-                best_success = metrics["success_rate"]
-                checkpoints.save(best_path, global_step, iteration, best_success)
+            checkpoints.keep_if_best(metrics["success_rate"], best_path, global_step, iteration)
             sps_time += time.time() - eval_start  # the evaluation's time is left out of SPS
         if stop.signum is not None or time.time() - last_save > 60 * args.checkpoint_minutes:
-            saved, last_save = checkpoints.save(model_path, global_step, iteration, best_success), time.time()
+            saved, last_save = checkpoints.save(model_path, global_step, iteration), time.time()
         if stop.signum is not None:
-            resume = f"checkpoint saved. Continue with:\n{resume_command(model_path)}" if saved else "nothing saved"
-            say(f"stopped; {resume}", important=True)
-            raise SystemExit(128 + stop.signum)
+            stop.exit_after_save(saved, model_path)
 
-    if not checkpoints.save(model_path, global_step, iteration, best_success):
+    if not checkpoints.save(model_path, global_step, iteration):
         raise SystemExit(f"error: the trained model is not saved (the warning above says why): {model_path}")
     stop.quit_note = "stopped during the final evaluation; the model is saved: evaluate it with --eval-checkpoint "
     stop.quit_note += shlex.quote(model_path)
@@ -939,11 +948,9 @@ if __name__ == "__main__":
         video = f"{run_dir}/eval.gif" if args.capture_video else None
         metrics = evaluate(actors, obs_encoder, args, device, backend, video, log=say)
         log_evaluation(writer, metrics, global_step, "", args.eval_envs)
-        if args.eval_every > 0:  # the final evaluation may be the best; the model again, with best_success after it
-            if metrics["success_rate"] > best_success:
-                best_success = metrics["success_rate"]
-                checkpoints.save(best_path, global_step, iteration, best_success)
-            checkpoints.save(model_path, global_step, iteration, best_success)
+        checkpoints.keep_if_best(metrics["success_rate"], best_path, global_step, iteration)
+        if args.eval_every > 0:  # the model again, with the best success after the final evaluation
+            checkpoints.save(model_path, global_step, iteration)
     if os.path.exists(best_path):
-        say(f"best periodic evaluation ({best_success:.3f} success) saved to {best_path}")
+        say(f"best periodic evaluation ({checkpoints.best_success:.3f} success) saved to {best_path}")
     writer.close()
