@@ -124,3 +124,28 @@ def test_the_package_holds_the_scripts_and_envs_with_a_runs_folder_present(tmp_p
     (wheel,) = glob.glob(str(tmp_path / "dist" / "*.whl"))
     top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if ".dist-info" not in name}
     assert top == {"mappo_mapush.py", "happo_mapush.py", "envs"}
+
+
+# The first line of each part in the "How to read this file" tables, as the scripts must have it.
+PART_STARTS = {
+    "imports": "# ",
+    "flags": "@dataclass",
+    "the algorithm": "def layer_init(",
+    "run management": "# --- Run management",
+    "`__main__`, before the loop": 'if __name__ == "__main__":',
+    "the loop": "    for iteration in range(",
+    "after the loop": "    if not checkpoints.save(",
+}
+
+
+@pytest.mark.parametrize("script", ["mappo_mapush.py", "happo_mapush.py"])
+def test_how_to_read_tables_give_the_scripts_line_ranges(script):
+    """Each part's range in docs/<script>.md starts where the part starts and ends where the next begins."""
+    rows = re.findall(r"^\| (\d+)-(\d+) \| ([^|]+?) \|", doc(script.replace(".py", ".md")), re.MULTILINE)
+    with open(os.path.join(ROOT, script)) as f:
+        lines = f.read().splitlines()
+    assert [part.split(" (")[0] for _, _, part in rows] == list(PART_STARTS)
+    assert int(rows[0][0]) == 1 and int(rows[-1][1]) == len(lines)
+    for (first, last, part), (next_first, _, _) in zip(rows, rows[1:] + [(str(len(lines) + 1), "", "")]):
+        assert lines[int(first) - 1].startswith(PART_STARTS[part.split(" (")[0]]), (part, first)
+        assert int(last) + 1 == int(next_first), part
