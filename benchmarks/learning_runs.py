@@ -32,6 +32,7 @@ HARL_MAPPO += ["--input-layernorm", "--value-target", "team-sum"]
 HARL_HAPPO = ["--num-minibatches", "2"] + HARL_MAPPO[2:]
 HARL_HAPPO += ["--actor-lr", "1e-3", "--critic-lr", "1e-3", "--gamma", "0.97", "--ent-coef", "0.03"]
 HARL_HAPPO += ["--hidden-sizes", "256", "256"]
+HARL_MAPPO += ["--gamma", "0.99"]  # mappo.yaml's, named: the scripts' default discount may differ
 EVAL_EVERY = ["--eval-every", "30"]  # deterministic evaluation on 300 envs about every 1M env steps
 CONFIGS = {
     # The scripts' defaults (the recipe).

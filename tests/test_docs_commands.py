@@ -149,3 +149,27 @@ def test_how_to_read_tables_give_the_scripts_line_ranges(script):
     for (first, last, part), (next_first, _, _) in zip(rows, rows[1:] + [(str(len(lines) + 1), "", "")]):
         assert lines[int(first) - 1].startswith(PART_STARTS[part.split(" (")[0]]), (part, first)
         assert int(last) + 1 == int(next_first), part
+
+
+def test_readme_harl_commands_are_the_benchmarks_harl_settings():
+    """The README's two commands for HARL's settings parse to the flags the benchmarks and the study run as
+    HARL's (mappo.yaml; the MAPush fork's HAPPO), each naming its discount, whatever the defaults are."""
+    import tyro
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import learning_runs
+
+    import happo_mapush
+    import mappo_mapush
+
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    for script, module, harl, gamma in [
+        ("mappo_mapush.py", mappo_mapush, learning_runs.HARL_MAPPO, 0.99),
+        ("happo_mapush.py", happo_mapush, learning_runs.HARL_HAPPO, 0.97),
+    ]:
+        (line,) = [line for line in readme.splitlines() if line.startswith(f"python {script} --num-minibatches")]
+        flags = shlex.split(line)[2:]
+        assert "--gamma" in flags
+        documented, benchmarked = tyro.cli(module.Args, args=flags), tyro.cli(module.Args, args=harl)
+        assert documented == benchmarked and documented.gamma == gamma
