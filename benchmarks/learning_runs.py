@@ -33,6 +33,7 @@ HARL_HAPPO = ["--num-minibatches", "2"] + HARL_MAPPO[2:]
 HARL_HAPPO += ["--actor-lr", "1e-3", "--critic-lr", "1e-3", "--gamma", "0.97", "--ent-coef", "0.03"]
 HARL_HAPPO += ["--hidden-sizes", "256", "256"]
 HARL_MAPPO += ["--gamma", "0.99"]  # mappo.yaml's, named: the scripts' default discount may differ
+GAMMAS = ("0.995", "0.998", "0.999")  # the long horizons screened (benchmarks/results/horizon/)
 EVAL_EVERY = ["--eval-every", "30"]  # deterministic evaluation on 300 envs about every 1M env steps
 CONFIGS = {
     # The scripts' defaults (the recipe).
@@ -62,20 +63,27 @@ CONFIGS = {
     # The discount horizon (docs/results.md, "The discount horizon"): 1 / (1 - gamma) steps at 50 Hz is
     # 2 s at 0.99, 10 s at 0.998; GAE's lambda and timeout bootstrapping at the longer horizons; both
     # HAPPO aggregations at them (results/horizon/, 10M env steps, extended to 20M for the confirmation).
-    **{f"mappo_gamma{g}": ["mappo_mapush.py", "--gamma", g] + EVAL_EVERY for g in ("0.998", "0.999")},
+    **{f"mappo_gamma{g}": ["mappo_mapush.py", "--gamma", g] + EVAL_EVERY for g in GAMMAS[1:]},
     **{
         f"mappo_gamma{g}_lambda{lam}": ["mappo_mapush.py", "--gamma", g, "--gae-lambda", lam] + EVAL_EVERY
-        for g in ("0.995", "0.998", "0.999")
+        for g in GAMMAS
         for lam in ("0.9", "0.98")
     },
     **{
         f"mappo_gamma{g}_no_bootstrap": ["mappo_mapush.py", "--gamma", g, "--no-bootstrap-timeouts"] + EVAL_EVERY
-        for g in ("0.995", "0.998", "0.999")
+        for g in GAMMAS
+    },
+    # The next candidates at a long horizon: the std ceiling and the learning rate.
+    **{f"mappo_gamma{g}_std1.5": ["mappo_mapush.py", "--gamma", g, "--std-max", "1.5"] + EVAL_EVERY for g in GAMMAS},
+    **{
+        f"mappo_gamma{g}_lr1e-3": ["mappo_mapush.py", "--gamma", g, "--actor-lr", "1e-3", "--critic-lr", "1e-3"]
+        + EVAL_EVERY
+        for g in GAMMAS
     },
     **{
         f"happo_{agg}_gamma{g}": ["happo_mapush.py", "--action-aggregation", agg, "--gamma", g] + EVAL_EVERY
         for agg in ("prod", "mean")
-        for g in ("0.995", "0.998", "0.999")
+        for g in GAMMAS
     },
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
@@ -354,8 +362,8 @@ def cpu_per_million(path: str):
 def ablation_table(curves):
     """The recipe's ablation: deterministic evaluation success at 1-5M env steps, mean (min-max) over
     seeds, and the CPU cost per 1M steps."""
-    configs = [c for c in PLOT_GROUPS["ablation.png"] if c in curves]
-    if len(configs) < 2:
+    configs = groups_present(curves).get("ablation.png", [])
+    if not configs:
         return []
     lines = ["", "## Ablation of the recipe (deterministic evaluation success, mean (min-max) over seeds)", ""]
     lines += ["| config | seeds | at 1M | 2M | 3M | 4M | 5M | CPU-s per 1M steps |", "|---|---:|" + "---:|" * 6]
@@ -419,8 +427,21 @@ def summarise() -> None:
 # Plots: one PNG per group of configs, so that each compares a few curves.
 PLOT_GROUPS = {
     "learning_curves.png": ["mappo", "happo_prod", "happo_mean", "mappo_harl", "happo_prod_harl", "happo_mean_harl"],
-    "ablation.png": ["mappo"] + [c for c in CONFIGS if c.startswith("mappo_") and c.endswith(ABLATION_SUFFIXES)],
+    "ablation.png": ["mappo"] + [f"mappo_{suffix}" for suffix in ABLATION_SUFFIXES],
+    "horizon.png": ["mappo"] + [f"mappo_gamma{g}" for g in GAMMAS],  # results/horizon/
 }
+MIN_TO_DRAW = {"ablation.png": 2, "horizon.png": 3}  # a group drawn from this many of its configs on
+
+
+def groups_present(curves):
+    """The plot groups with the configs present, each drawn from MIN_TO_DRAW of them on; where the horizon
+    group is drawn (results/horizon/), its 0.995 run is not also the ablation's."""
+    grouped = {name: [c for c in configs if c in curves] for name, configs in PLOT_GROUPS.items()}
+    if len(grouped["horizon.png"]) >= MIN_TO_DRAW["horizon.png"]:
+        grouped["ablation.png"] = [c for c in grouped["ablation.png"] if c not in grouped["horizon.png"][1:]]
+    return {name: configs for name, configs in grouped.items() if len(configs) >= MIN_TO_DRAW.get(name, 1)}
+
+
 COLOURS = ["tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:cyan", "tab:pink", "tab:olive"]
 COLOURS += ["tab:brown", "tab:gray"]
 
@@ -436,8 +457,8 @@ def plot_groups(curves) -> None:
     except ImportError:
         print("matplotlib not installed: no plot (pip install matplotlib)")
         return
-    grouped = {name: [c for c in configs if c in curves] for name, configs in PLOT_GROUPS.items()}
-    in_groups = {c for configs in PLOT_GROUPS.values() for c in configs}
+    grouped = groups_present(curves)
+    in_groups = {c for configs in grouped.values() for c in configs}
     grouped["other_configs.png"] = [c for c in curves if c not in in_groups]
     for name, configs in grouped.items():
         if not configs:

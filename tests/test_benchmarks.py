@@ -307,3 +307,15 @@ def test_logged_scalars_drift_counts_scalars_outside_the_tolerance_per_step():
         "m step 64: 0 of 2 scalars outside 0.001",  # 5e-4 relative; 1e-6 absolute near zero
         "m step 128: 2 of 2 scalars outside 0.001, largest 0.25 relative (b)",
     ]
+
+
+def test_plot_groups_keep_the_horizon_screen_apart_from_the_ablation():
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import learning_runs
+
+    horizon = dict.fromkeys(["mappo", "mappo_gamma0.995", "mappo_gamma0.998", "mappo_gamma0.999", "mappo_lambda0.98"])
+    groups = learning_runs.groups_present(horizon)
+    assert groups["horizon.png"] == ["mappo", "mappo_gamma0.995", "mappo_gamma0.998", "mappo_gamma0.999"]
+    assert "ablation.png" not in groups and learning_runs.ablation_table({c: [] for c in horizon}) == []
+    ablation = learning_runs.groups_present(dict.fromkeys(["mappo", "mappo_gamma0.995", "mappo_std0.5"]))
+    assert ablation["ablation.png"] == ["mappo", "mappo_std0.5", "mappo_gamma0.995"] and "horizon.png" not in ablation
