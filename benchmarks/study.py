@@ -43,6 +43,18 @@ SUSPECTS = {
     "reward10": ["--reward-scale", "10"],
     "reward100": ["--reward-scale", "100"],
 }
+
+
+def with_gamma(flags, gamma: str):
+    """The flags with the discount set to `gamma` (replacing the one they name)."""
+    flags = list(flags)
+    if "--gamma" in flags:
+        flags[flags.index("--gamma") + 1] = gamma
+        return flags
+    return flags + ["--gamma", gamma]
+
+
+MEAN = [HAPPO, "--action-aggregation", "mean"]
 GRIDS = {
     "recipe": {
         "recipe-mappo": [MAPPO],
@@ -66,6 +78,10 @@ GRIDS = {
         "harl-happo_prod-agent_value": PROD + lr.HARL_HAPPO + ["--value-target", "agent"],
         # HARL's settings here bootstrap timeouts, as the recipe does; HARL's own terminal timeouts are the suspect.
         "harl-happo_prod-no_bootstrap": PROD + lr.HARL_HAPPO + ["--no-bootstrap-timeouts"],
+        # The discount: mappo.yaml's 0.99 and the fork's 0.97, each run at the other's (docs/study.md).
+        "harl-mappo-gamma0.97": with_gamma([MAPPO] + lr.HARL_MAPPO, "0.97"),
+        "harl-happo_prod-gamma0.99": with_gamma(PROD + lr.HARL_HAPPO, "0.99"),
+        "harl-happo_mean-gamma0.99": with_gamma(MEAN + lr.HARL_HAPPO, "0.99"),
     },
 }
 # The first panel of the figures compares these; every other config is drawn beside the last of them.

@@ -107,9 +107,11 @@ def test_every_launcher_config_parses_with_its_script():
     import learning_runs
 
     scripts = {"mappo_mapush.py": mappo_mapush, "happo_mapush.py": happo_mapush}
-    for name, (script, *flags) in learning_runs.CONFIGS.items():
+    study_configs = {name: flags for grid in load_study().GRIDS.values() for name, flags in grid.items()}
+    for name, (script, *flags) in {**learning_runs.CONFIGS, **study_configs}.items():
         args = tyro.cli(scripts[script].Args, args=flags)
         assert args.seed == 1, name
+        assert flags.count("--gamma") <= 1, name  # one discount per config, never one overriding another
     with pytest.raises(SystemExit):  # and a misspelt flag is refused, so the loop above can fail
         tyro.cli(mappo_mapush.Args, args=["--actor-lr", "5e-3", "--std-typ", "free"])
 
