@@ -85,6 +85,27 @@ CONFIGS = {
         for agg in ("prod", "mean")
         for g in GAMMAS
     },
+    **{
+        f"happo_{agg}_gamma{g}_lambda{lam}": ["happo_mapush.py", "--action-aggregation", agg, "--gamma", g]
+        + ["--gae-lambda", lam]
+        + EVAL_EVERY
+        for agg in ("prod", "mean")
+        for g in GAMMAS
+        for lam in ("0.9", "0.98")
+    },
+    **{  # timeout bootstrapping at the longer horizons, for both HAPPO aggregations too
+        f"happo_{agg}_gamma{g}_lambda0.98_no_bootstrap": ["happo_mapush.py", "--action-aggregation", agg]
+        + ["--gamma", g, "--gae-lambda", "0.98", "--no-bootstrap-timeouts"]
+        + EVAL_EVERY
+        for agg in ("prod", "mean")
+        for g in GAMMAS
+    },
+    **{
+        f"mappo_gamma{g}_lambda0.98_no_bootstrap": ["mappo_mapush.py", "--gamma", g, "--gae-lambda", "0.98"]
+        + ["--no-bootstrap-timeouts"]
+        + EVAL_EVERY
+        for g in GAMMAS
+    },
     # HARL's settings.
     "mappo_harl": ["mappo_mapush.py"] + HARL_MAPPO,
     "happo_prod_harl": ["happo_mapush.py", "--action-aggregation", "prod"] + HARL_HAPPO,
